@@ -1,0 +1,183 @@
+"""The ``simkit`` command line: one console script, subcommands in the order data flows.
+
+Each subcommand lives in its own module of this package with two functions:
+``register(subparsers, common)`` adds its parser, and the parser's ``func``
+default runs it. Errors caused by input are one line on stderr and a non-zero
+exit; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+import traceback
+
+from simkit.errors import SimkitError
+
+#: Subcommand modules, in the order data flows through them.
+COMMANDS = (
+    "generate",
+    "info",
+    "demo",
+)
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Keep hand-made line breaks in descriptions and show defaults."""
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer ≥ 1 (accepts 1e6 and 1_000_000)."""
+    try:
+        value = float(text.replace("_", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value != int(value) or value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text}")
+    return int(value)
+
+
+def seed_int(text: str) -> int:
+    """argparse type: a seed in 0..2**63-1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seed must be an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"seed must be non-negative, got {value}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """argparse type: a float in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text}")
+    return value
+
+
+def common_parser() -> argparse.ArgumentParser:
+    """Options every subcommand takes: --quiet and --debug."""
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_argument_group("common options")
+    group.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="no progress bars or chatter; errors still go to stderr",
+    )
+    group.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
+    return common
+
+
+def add_seed(parser: argparse.ArgumentParser, default: int | None = 0) -> None:
+    parser.add_argument(
+        "--seed",
+        type=seed_int,
+        default=default,
+        help="random seed: the same seed gives the same result",
+    )
+
+
+def add_output(
+    parser: argparse.ArgumentParser, what: str, required: bool = True, default: str | None = None
+) -> None:
+    parser.add_argument(
+        "-o", "--output", required=required, default=default, metavar="PATH", help=what
+    )
+
+
+def add_device(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--device",
+        default="auto",
+        choices=("auto", "cpu", "cuda"),
+        help="where torch runs: auto takes a CUDA GPU when there is one "
+        "(with bf16 mixed precision)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from simkit import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="simkit",
+        formatter_class=_Formatter,
+        description=(
+            "Simulate Standard-Model background, validate it against data with OmniFold,\n"
+            "and train anomaly detectors on what was validated.\n\n"
+            "Run `simkit COMMAND --help` for the options of each command."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"simkit {__version__}")
+    common = common_parser()
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        module = importlib.import_module(f"simkit.cli.{name}")
+        module.register(sub, common)
+    return parser
+
+
+def subparser(sub, name: str, common, help: str, description: str | None = None):
+    """Add a subcommand parser with simkit's formatter and common options."""
+    return sub.add_parser(
+        name,
+        parents=[common],
+        help=help,
+        description=description or help,
+        formatter_class=_Formatter,
+    )
+
+
+def say(args: argparse.Namespace, *parts) -> None:
+    """Print to stdout unless --quiet."""
+    if not getattr(args, "quiet", False):
+        print(*parts, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``simkit`` console script."""
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    debug = getattr(args, "debug", False) or os.environ.get("SIMKIT_DEBUG") == "1"
+    try:
+        result = args.func(args)
+        return int(result or 0)
+    except SimkitError as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"simkit {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"simkit {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug, not bad input: say so, and how to see more
+        if debug:
+            traceback.print_exc()
+        else:
+            print(
+                f"simkit {args.command}: internal error: {type(exc).__name__}: {exc} "
+                "(run again with --debug for the traceback)",
+                file=sys.stderr,
+            )
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
