@@ -106,6 +106,28 @@ def make_provenance(generator: str, *, seed: int | None = None, **settings) -> d
     }
 
 
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON-serializable: {type(value).__name__}")
+
+
+def write_json(path: str | os.PathLike, document: Mapping) -> Path:
+    """Write ``metrics.json``-style files atomically; numpy values become plain JSON.
+
+    Non-finite floats are refused (JSON has no NaN): a metric that could not be
+    computed should be ``None`` with a reason beside it.
+    """
+    text = json.dumps(document, indent=2, sort_keys=False, default=_json_default, allow_nan=False)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text + "\n")
+    return Path(path)
+
+
 # --------------------------------------------------------------------------- opening
 
 
