@@ -277,6 +277,25 @@ def _state(modules: Mapping[str, nn.Module]) -> dict:
     }
 
 
+def _global_rng() -> dict:
+    """torch's global RNG states: objectives that draw noise (a GAN's latent vectors,
+    dropout) resume exactly only if these are restored with the weights."""
+    state = {"torch_rng": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda_rng"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_global_rng(state: Mapping) -> None:
+    # checkpoints written before these were saved simply lack them
+    if "torch_rng" in state:
+        torch.set_rng_state(state["torch_rng"])
+    cuda = state.get("cuda_rng")
+    # resumed on another set of GPUs (or none): the CUDA streams cannot be the same ones
+    if cuda is not None and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+
+
 def _atomic_torch_save(obj, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -369,6 +388,7 @@ def train(
         for sch, s in zip(schedulers, state.get("schedulers", []), strict=False):
             sch.load_state_dict(s)
         generator.set_state(state["generator"])
+        _set_global_rng(state)
         result.history = list(state["history"])
         result.best_epoch = int(state["best_epoch"])
         result.best_val_loss = float(state["best_val_loss"])
@@ -462,6 +482,7 @@ def train(
                     "optimizers": [o.state_dict() for o in optimizers],
                     "schedulers": [s.state_dict() for s in schedulers],
                     "generator": generator.get_state(),
+                    **_global_rng(),
                     "history": result.history,
                     "best_epoch": result.best_epoch,
                     "best_val_loss": result.best_val_loss,
