@@ -1,0 +1,127 @@
+"""The surrogates' fitted preprocessing: kinds chosen from data, exact bijection, log|det|."""
+
+import numpy as np
+import pytest
+import torch
+
+from simkit.errors import SimkitError
+from simkit.surrogates.transforms import ColumnTransform, parse_kind, parse_overrides
+
+COLUMNS = ("mjj", "tau21_j1", "eta_j1", "n_j1")
+
+
+def _jet_like(n=2000, seed=0):
+    r = np.random.default_rng(seed)
+    return np.column_stack(
+        [
+            r.lognormal(np.log(3000), 0.2, n),  # positive → log
+            r.beta(4, 3, n),  # in (0, 1) → logit
+            r.normal(0, 1.2, n),  # any sign → identity
+            r.poisson(40, n) + 1.0,  # integer counts → dequantized, then log
+        ]
+    )
+
+
+def test_kinds_are_chosen_from_the_data():
+    t = ColumnTransform(COLUMNS).fit(_jet_like())
+    assert t.kinds_ == ("log", "logit", "identity", "log")
+    assert t.discrete_ == (False, False, False, True)
+    assert t.describe()["n_j1"] == "log dequantized"
+
+
+def test_overrides_win():
+    x = _jet_like()
+    x[:, 2] = np.clip(x[:, 2], -2.4, 2.4)
+    t = ColumnTransform(COLUMNS).fit(x, overrides={"mjj": "identity", "eta_j1": "logit:-2.5:2.5"})
+    assert t.kinds_[:3] == ("identity", "logit", "logit")
+    assert float(t.low[2]) == -2.5 and float(t.high[2]) == 2.5
+
+
+def test_round_trip_is_exact_in_float64():
+    x = _jet_like()
+    t = ColumnTransform(COLUMNS).fit(x)
+    xd = torch.as_tensor(t.dequantize(x, np.random.default_rng(1)))
+    z, _ = t.forward(xd)
+    back = t.inverse(z.clone())
+    # continuous columns come back to rounding error; the count comes back to its integer
+    np.testing.assert_allclose(back[:, :3].numpy(), x[:, :3], rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(back[:, 3].numpy(), x[:, 3])
+
+
+def test_standardized_with_weights():
+    x = _jet_like()
+    w = np.random.default_rng(2).uniform(0.2, 3.0, len(x))
+    t = ColumnTransform(COLUMNS[:3]).fit(x[:, :3], w)
+    z = t.forward(torch.as_tensor(x[:, :3]))[0].numpy()
+    mean = (w[:, None] * z).sum(0) / w.sum()
+    var = (w[:, None] * (z - mean) ** 2).sum(0) / w.sum()
+    np.testing.assert_allclose(mean, 0, atol=1e-10)
+    np.testing.assert_allclose(var, 1, atol=1e-10)
+
+
+def test_log_det_equals_the_autograd_jacobian():
+    x = _jet_like(50)
+    t = ColumnTransform(COLUMNS).fit(x)
+    xd = torch.as_tensor(t.dequantize(x, np.random.default_rng(3)))
+    _, logdet = t.forward(xd)
+    for i in range(10):
+        jac = torch.autograd.functional.jacobian(lambda row: t.forward(row[None])[0][0], xd[i])
+        expected = torch.linalg.slogdet(jac).logabsdet
+        assert float(logdet[i]) == pytest.approx(float(expected), abs=1e-10)
+
+
+def test_log_det_matches_finite_differences():
+    # an independent check of the same quantity: central differences per column
+    x = _jet_like(20)[:, :3]
+    t = ColumnTransform(COLUMNS[:3]).fit(x)
+    xt = torch.as_tensor(x)
+    _, logdet = t.forward(xt)
+    h = 1e-6 * np.maximum(np.abs(x), 1e-3)
+    slopes = []
+    for j in range(3):
+        step = torch.zeros_like(xt)
+        step[:, j] = torch.as_tensor(h[:, j])
+        diff = t.forward(xt + step)[0][:, j] - t.forward(xt - step)[0][:, j]
+        slopes.append(np.log(np.abs(diff.numpy() / (2 * h[:, j]))))
+    # the transform is elementwise, so log|det| is the sum of log slopes (1e-6: FD error)
+    np.testing.assert_allclose(logdet.numpy(), np.sum(slopes, axis=0), atol=1e-6)
+
+
+def test_saved_config_and_buffers_rebuild_it():
+    x = _jet_like()
+    t = ColumnTransform(COLUMNS).fit(x)
+    u = ColumnTransform.from_config(t.config())
+    u.load_state_dict(t.state_dict())
+    xd = torch.as_tensor(t.dequantize(x, np.random.default_rng(4)))
+    assert torch.equal(t.forward(xd)[0], u.forward(xd)[0])
+    assert u.describe() == t.describe()
+
+
+def test_out_of_domain_values_are_refused_with_the_column_and_row():
+    t = ColumnTransform(COLUMNS).fit(_jet_like())
+    bad = _jet_like(5)
+    bad[3, 1] = 1.0
+    with pytest.raises(SimkitError, match=r"'tau21_j1' is 1.0 at row 3: the logit"):
+        t.check(bad)
+    with pytest.raises(SimkitError, match=r"'mjj' is -1.0 at row 0: the log transform"):
+        ColumnTransform(COLUMNS).fit(_jet_like(), overrides={"mjj": "log"}).check(
+            np.array([[-1.0, 0.5, 0.0, 3.0]])
+        )
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [("sqrt", "unknown transform"), ("logit:1", "LO:HI"), ("log:0:1", "only logit"),
+     ("logit:2:1", "LO < HI"), ("logit:a:b", "numbers")],
+)
+def test_bad_kinds_are_clear_errors(spec, message):
+    with pytest.raises(SimkitError, match=message):
+        parse_kind(spec)
+
+
+def test_overrides_parse_and_name_unknown_columns():
+    assert parse_overrides(["m_j1=log", "eta=logit:-3:3"]) == {"m_j1": "log", "eta": "logit:-3:3"}
+    with pytest.raises(SimkitError, match="COLUMN=KIND"):
+        parse_overrides(["m_j1"])
+    with pytest.raises(SimkitError, match="unknown column"):
+        ColumnTransform(COLUMNS).fit(_jet_like(), overrides={"pt": "log"})
