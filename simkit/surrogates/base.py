@@ -118,7 +118,7 @@ class Surrogate:
     - ``columns``: columns to generate (default: every other column of the table);
     - ``transforms``: per-column overrides of the preprocessing, ``{"m_j1": "log"}``;
     - training: ``epochs``, ``batch_size``, ``lr`` (``None``: the model's default),
-      ``weight_decay``, ``patience`` (early stopping), ``val_fraction``, ``grad_clip``,
+      ``weight_decay``, ``lr_schedule`` (None or "cosine"), ``patience`` (early stopping), ``val_fraction``, ``grad_clip``,
       ``max_bad_steps`` (non-finite steps skipped before giving up), ``precision``
       (``None``: the model's default; ``fp32``, ``bf16`` or ``auto`` = bf16 on CUDA),
       ``seed``;
@@ -140,6 +140,7 @@ class Surrogate:
         batch_size: int = 1024,
         lr: float | None = None,
         weight_decay: float = 0.0,
+        lr_schedule: str | None = None,
         patience: int = 8,
         val_fraction: float = 0.2,
         grad_clip: float | None = 5.0,
@@ -158,6 +159,7 @@ class Surrogate:
         self.batch_size = batch_size
         self.lr = lr
         self.weight_decay = weight_decay
+        self.lr_schedule = lr_schedule
         self.patience = patience
         self.val_fraction = val_fraction
         self.grad_clip = grad_clip
@@ -241,6 +243,7 @@ class Surrogate:
             batch_size=self.batch_size,
             lr=self.lr or self.default_lr,
             weight_decay=self.weight_decay,
+            lr_schedule=self.lr_schedule,
             val_fraction=self.val_fraction,
             patience=self.patience,
             grad_clip=self.grad_clip,
