@@ -138,7 +138,7 @@ class Detector:
     em_threshold: float = 0.5
     had_threshold: float = 1.0
     jes: float = 1.0
-    jer: float = 0.0
+    jer: float = 0.03
 
     def __post_init__(self) -> None:
         for f in fields(self):

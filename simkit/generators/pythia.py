@@ -30,13 +30,16 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from simkit.errors import SimkitError
 from simkit.events import EventTable, Sample
-from simkit.generators import jets
-from simkit.generators.detector import Detector, Particles, jet_response, simulate
+
+if TYPE_CHECKING:  # the chain's modules import awkward, vector, fastjet: loaded when used,
+    # so that `simkit --help` and the tune list stay fast
+    from simkit.generators.detector import Detector, Particles
 
 #: √s in GeV.
 ECM = 13000.0
@@ -263,6 +266,8 @@ def visible_final_state(batch, table: _ParticleTable) -> Particles:
     removed) of a ``Pythia.nextBatch`` Awkward array, as flat arrays."""
     import awkward as ak
 
+    from simkit.generators.detector import Particles
+
     particles = batch.prt
     final = particles[particles.status > 0]
     p = final.p
@@ -282,6 +287,9 @@ def visible_final_state(batch, table: _ParticleTable) -> Particles:
 
 def simulate_shard(run: Run, index: int, n_events: int) -> Shard:
     """Generate, detect and cluster the ``n_events`` of shard ``index``."""
+    from simkit.generators import jets
+    from simkit.generators.detector import jet_response, simulate
+
     seconds = {"generation": 0.0, "detector": 0.0, "clustering_features": 0.0}
     t0 = time.perf_counter()
     pythia_seed, detector_seq = shard_seeds(run.seed, run.process, run.tune, index)
@@ -361,7 +369,10 @@ def shard_results(run: Run, sizes: Sequence[int], jobs: int) -> Iterator[Iterato
         return
     context = multiprocessing.get_context(_start_method())
     if context.get_start_method() == "forkserver":
-        context.set_forkserver_preload(["simkit.generators.pythia"])
+        # workers fork from a server that has imported the chain once (not per worker)
+        context.set_forkserver_preload(
+            ["pythia8mc", "simkit.generators.jets", "simkit.generators.pythia"]
+        )
     pool = context.Pool(processes=min(jobs, len(sizes)), initializer=_ignore_interrupt)
 
     def ordered() -> Iterator[Shard]:
@@ -393,6 +404,8 @@ def shard_results(run: Run, sizes: Sequence[int], jobs: int) -> Iterator[Iterato
 
 
 def _tables(shard: Shard, label: int) -> dict[str, EventTable]:
+    from simkit.generators import jets
+
     n = len(shard)
     common = {
         "columns": jets.COLUMNS,
@@ -424,7 +437,7 @@ def generate(
     detector: Detector | None = None,
     jes: float | None = None,
     jer: float | None = None,
-    min_pt: float = jets.MIN_LEADING_PT,
+    min_pt: float | None = None,
     shard_size: int = SHARD_SIZE,
     **process_options,
 ) -> Sample | Path:
@@ -435,12 +448,17 @@ def generate(
     streams the shards into that event file and returns its path. ``jes``/``jer`` set those
     fields of ``detector`` (default :class:`Detector`); ``process_options`` are the
     process's (``pthat_min``, ``mpi`` for qcd-dijet; ``mwprime``, ``mx``, ``my``, ``mpi``
-    for wprime-xy). The same ``seed``, ``n_events`` and ``shard_size`` give the same
-    events whatever ``jobs`` is.
+    for wprime-xy); ``min_pt`` is the leading-jet pT threshold of the selection (default
+    1200 GeV). The same ``seed``, ``n_events`` and ``shard_size`` give the same events
+    whatever ``jobs`` is.
     """
     from tqdm.auto import tqdm
 
+    from simkit.generators import jets
+    from simkit.generators.detector import Detector
     from simkit.io import SampleWriter, make_provenance
+
+    min_pt = jets.MIN_LEADING_PT if min_pt is None else min_pt
 
     n_events = _check_count("the number of events", n_events)
     seed = _check_count("the seed", seed, minimum=0)
@@ -477,7 +495,7 @@ def generate(
             "algorithm": "anti-kT",
             "radius": jets.JET_RADIUS,
             "min_jet_pt": jets.MIN_JET_PT,
-            "nsubjettiness": "beta=1, normalized R0=1.0, exclusive-kT axes",
+            "nsubjettiness": "beta=1, normalized with R0=1.0, WTA exclusive-kT axes",
         },
         min_pt=float(min_pt),
     )
@@ -534,6 +552,9 @@ def measure_rate(
     ``end_to_end_per_s`` (wall time of everything). Used by the benchmarks, and by the
     surrogates to compare their sampling rate with the reference simulation's.
     """
+    from simkit.generators import jets
+    from simkit.generators.detector import Detector
+
     n_events = _check_count("the number of events", n_events)
     tune = options.pop("tune", DEFAULT_TUNE)
     detector = options.pop("detector", None) or Detector()
