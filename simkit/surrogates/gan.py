@@ -96,7 +96,8 @@ class GANSurrogate(Surrogate):
 
     ``latent_dim`` (default: the number of generated columns, at least 8),
     ``hidden`` / ``critic_hidden`` (layer widths), ``n_critic`` (critic steps per
-    generator step), ``gp_weight`` (λ), ``mmd_weight`` and ``mmd_columns`` (``"auto"``:
+    generator step), ``critic_lr`` (default: ``lr``; a higher one with ``n_critic=1`` is
+    the two-timescale rule of Heusel et al. 2017, arXiv:1706.08500), ``gp_weight`` (λ), ``mmd_weight`` and ``mmd_columns`` (``"auto"``:
     :func:`mass_columns`; a list; or empty for none), ``betas`` (Adam). Precision
     defaults to ``auto`` (bf16 autocast on CUDA, fp32 on CPU). Other settings: see
     :class:`~simkit.surrogates.base.Surrogate`.
@@ -113,6 +114,7 @@ class GANSurrogate(Surrogate):
         hidden: Sequence[int] = (256, 256, 256),
         critic_hidden: Sequence[int] = (256, 256, 256),
         n_critic: int = 5,
+        critic_lr: float | None = None,
         gp_weight: float = 10.0,
         mmd_weight: float = 1.0,
         mmd_columns: str | Sequence[str] = "auto",
@@ -125,6 +127,7 @@ class GANSurrogate(Surrogate):
         self.hidden = tuple(hidden)
         self.critic_hidden = tuple(critic_hidden)
         self.n_critic = n_critic
+        self.critic_lr = critic_lr
         self.gp_weight = gp_weight
         self.mmd_weight = mmd_weight
         self.mmd_columns = mmd_columns if isinstance(mmd_columns, str) else tuple(mmd_columns)
@@ -204,7 +207,9 @@ class GANSurrogate(Surrogate):
 
         betas = (float(self.betas[0]), float(self.betas[1]))
         objectives = [
-            Objective(critic_loss, critic.parameters(), betas=betas, name="critic"),
+            Objective(
+                critic_loss, critic.parameters(), lr=self.critic_lr, betas=betas, name="critic"
+            ),
             Objective(
                 generator_loss, gen.parameters(), betas=betas, every=self.n_critic, name="generator"
             ),

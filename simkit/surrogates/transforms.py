@@ -82,12 +82,20 @@ def _is_integer_valued(values: np.ndarray) -> bool:
     return bool(np.all(values == np.round(values))) and np.unique(values[:1000]).size > 1
 
 
+#: How far a logit's bounds reach beyond [0, 1] for a ratio that touches 0 or 1 (τ21 = 0
+#: for a two-constituent jet): enough for the edge values, invisible in any histogram.
+EDGE_MARGIN = 1e-3
+
+
 def choose_kind(values: np.ndarray, dequantize: bool = False) -> str:
-    """The map a column gets from its values: logit inside (0, 1), log when positive."""
+    """The map a column gets from its values: ``logit`` inside (0, 1) (``logit:-0.001:1.001``
+    when some values sit on 0 or 1), ``log`` when positive, ``identity`` otherwise."""
     lowest = float(values.min())
     highest = float(values.max()) + (1.0 if dequantize else 0.0)
     if lowest > 0 and highest < 1:
         return "logit"
+    if lowest >= 0 and highest <= 1:
+        return f"logit:{-EDGE_MARGIN}:{1 + EDGE_MARGIN}"
     if lowest > 0:
         return "log"
     return "identity"
@@ -169,10 +177,8 @@ class ColumnTransform(nn.Module):
         high = np.ones(len(self.columns))
         for j, name in enumerate(self.columns):
             is_discrete = dequantize and _is_integer_valued(x[:, j])
-            if name in overrides:
-                kind, low[j], high[j] = parse_kind(overrides[name])
-            else:
-                kind = choose_kind(x[:, j], is_discrete)
+            spec = overrides[name] if name in overrides else choose_kind(x[:, j], is_discrete)
+            kind, low[j], high[j] = parse_kind(spec)
             kinds.append(kind)
             discrete.append(is_discrete)
         self.kinds_ = tuple(kinds)

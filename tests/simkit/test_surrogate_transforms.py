@@ -125,3 +125,13 @@ def test_overrides_parse_and_name_unknown_columns():
         parse_overrides(["m_j1"])
     with pytest.raises(SimkitError, match="unknown column"):
         ColumnTransform(COLUMNS).fit(_jet_like(), overrides={"pt": "log"})
+
+
+def test_a_ratio_touching_zero_gets_a_logit_with_a_margin():
+    x = np.random.default_rng(5).beta(2, 3, (500, 1))
+    x[7, 0] = 0.0
+    t = ColumnTransform(("tau21_j2",)).fit(x)
+    assert t.kinds_ == ("logit",)
+    assert t.describe() == {"tau21_j2": "logit(-0.001,1.001)"}
+    back = t.inverse(t.forward(torch.as_tensor(x))[0])
+    np.testing.assert_allclose(back.numpy(), x, atol=1e-12)
