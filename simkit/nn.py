@@ -191,6 +191,8 @@ class Objective:
     betas: tuple[float, float] = (0.9, 0.999)
     every: int = 1
     name: str = "loss"
+    #: called after each optimizer step of this objective (e.g. a weight average's update)
+    after_step: Callable[[], None] | None = None
 
 
 @dataclass
@@ -448,6 +450,8 @@ def train(
                         skipped_this_epoch += 1
                         continue
                 opt.step()
+                if obj.after_step is not None:
+                    obj.after_step()
                 sums[k] += float(loss.detach())
                 counts[k] += 1
             step += 1

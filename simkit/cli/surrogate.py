@@ -106,9 +106,11 @@ def register(sub, common) -> None:
         "gives its last row), multiplied into the file's own weights",
     )
     fit.add_argument("--epochs", type=positive_int, default=50, help="maximum epochs")
-    fit.add_argument("--batch-size", type=positive_int, default=1024, help="events per step")
     fit.add_argument(
-        "--lr", type=positive_float, help="learning rate (default: flow 1e-3, gan 1e-4)"
+        "--batch-size", type=positive_int, help="events per step (default: flow 1024, gan 256)"
+    )
+    fit.add_argument(
+        "--lr", type=positive_float, help="learning rate (default: flow 1e-3, gan 3e-4)"
     )
     fit.add_argument(
         "--patience",
@@ -413,11 +415,10 @@ def run_fit(args: argparse.Namespace) -> int:
 
     settings: dict = {
         "epochs": args.epochs,
-        "batch_size": args.batch_size,
         "transforms": parse_overrides(args.transform),
         **_architecture(args.kind, args.layers, args.hidden),
     }
-    for name in ("lr", "patience", "precision"):
+    for name in ("batch_size", "lr", "patience", "precision"):
         if getattr(args, name) is not None:
             settings[name] = getattr(args, name)
     if args.bootstrap < 0:
