@@ -26,7 +26,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from simkit.cli.surrogate import fit_surrogate, sample_surrogate
@@ -87,7 +86,9 @@ def main(argv: list[str] | None = None) -> int:
         "one_process_stages_per_second": stages,
     }
     chain_rate = n_pass / chain_seconds
-    print(f"  {sizes['events'] / chain_seconds:.1f} events/s, {chain_rate:.1f} passing/s", flush=True)
+    print(
+        f"  {sizes['events'] / chain_seconds:.1f} events/s, {chain_rate:.1f} passing/s", flush=True
+    )
 
     # --------------------------------------------------------------- surrogates
     for kind in args.kinds:
@@ -106,7 +107,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         entry = {
             "two_sample_auc": metrics["two_sample_auc"],
-            "two_sample_auc_interval": [metrics["two_sample_auc_low"], metrics["two_sample_auc_high"]],
+            "two_sample_auc_interval": [
+                metrics["two_sample_auc_low"],
+                metrics["two_sample_auc_high"],
+            ],
             "auc_null_sigma": metrics["auc_null_sigma"],
             "events_train": metrics["events_train"],
             "events_test": metrics["events_test"],

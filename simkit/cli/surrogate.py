@@ -106,9 +106,7 @@ def register(sub, common) -> None:
         "gives its last row), multiplied into the file's own weights",
     )
     fit.add_argument("--epochs", type=positive_int, default=50, help="maximum epochs")
-    fit.add_argument(
-        "--batch-size", type=positive_int, help="events per step (default: flow 1024, gan 256)"
-    )
+    fit.add_argument("--batch-size", type=positive_int, default=256, help="events per step")
     fit.add_argument(
         "--lr", type=positive_float, help="learning rate (default: flow 1e-3, gan 3e-4)"
     )
@@ -124,9 +122,7 @@ def register(sub, common) -> None:
         default=0.2,
         help="fraction of events held out for the fidelity report",
     )
-    fit.add_argument(
-        "--max-events", type=positive_int, help="use at most this many passing events"
-    )
+    fit.add_argument("--max-events", type=positive_int, help="use at most this many passing events")
     fit.add_argument(
         "--transform",
         action="append",
@@ -143,7 +139,7 @@ def register(sub, common) -> None:
     fit.add_argument(
         "--hidden",
         type=positive_int,
-        help="width of the hidden layers (default: flow 64, gan 256)",
+        help="width of the hidden layers (default: flow 128, gan 256)",
     )
     fit.add_argument(
         "--precision",
@@ -395,7 +391,9 @@ def plot_training(history: Sequence[Mapping], path: Path, kind: str) -> Path:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     epochs = [h["epoch"] for h in history]
-    keys = [k for k in history[0] if k.startswith("train_") and k != "train_loss"] if history else []
+    keys = (
+        [k for k in history[0] if k.startswith("train_") and k != "train_loss"] if history else []
+    )
     for key in keys:
         ax.plot(epochs, [h[key] for h in history], label=key.replace("_", " "))
     if history and "val_loss" in history[0]:
@@ -415,10 +413,11 @@ def run_fit(args: argparse.Namespace) -> int:
 
     settings: dict = {
         "epochs": args.epochs,
+        "batch_size": args.batch_size,
         "transforms": parse_overrides(args.transform),
         **_architecture(args.kind, args.layers, args.hidden),
     }
-    for name in ("batch_size", "lr", "patience", "precision"):
+    for name in ("lr", "patience", "precision"):
         if getattr(args, name) is not None:
             settings[name] = getattr(args, name)
     if args.bootstrap < 0:

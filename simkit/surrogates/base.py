@@ -118,7 +118,8 @@ class Surrogate:
     - ``columns``: columns to generate (default: every other column of the table);
     - ``transforms``: per-column overrides of the preprocessing, ``{"m_j1": "log"}``;
     - training: ``epochs``, ``batch_size``, ``lr`` (``None``: the model's default),
-      ``weight_decay``, ``lr_schedule`` (None or "cosine"), ``patience`` (early stopping), ``val_fraction``, ``grad_clip``,
+      ``weight_decay``, ``lr_schedule`` (None or "cosine"), ``patience`` (early
+      stopping), ``val_fraction``, ``grad_clip``,
       ``max_bad_steps`` (non-finite steps skipped before giving up), ``precision``
       (``None``: the model's default; ``fp32``, ``bf16`` or ``auto`` = bf16 on CUDA),
       ``seed``;
@@ -137,7 +138,7 @@ class Surrogate:
         columns: Sequence[str] | None = None,
         transforms: Mapping[str, str] | None = None,
         epochs: int = 50,
-        batch_size: int = 1024,
+        batch_size: int = 256,
         lr: float | None = None,
         weight_decay: float = 0.0,
         lr_schedule: str | None = None,
@@ -469,9 +470,7 @@ class Surrogate:
         device: str | None = None,
     ) -> EventTable:
         """``n`` new events as one :class:`EventTable` (see :meth:`iter_sample`)."""
-        chunks = list(
-            self.iter_sample(n, context, seed=seed, chunk_size=chunk_size, device=device)
-        )
+        chunks = list(self.iter_sample(n, context, seed=seed, chunk_size=chunk_size, device=device))
         if not chunks:
             return EventTable(
                 features=np.zeros((0, len(self.columns_)), np.float32),

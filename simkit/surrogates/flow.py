@@ -10,9 +10,19 @@ the dimensions when sampling, so they are used only for a single generated colum
 (where that loop has one step and a coupling split has nothing to condition on).
 
 Between couplings the columns are mixed by a fixed random permutation
-(``permutation="shuffle"``, a gather that costs nothing) rather than the learned
-``LULinearPermute`` (``"lu"``), which measured ~4× slower training at small batches
-and slower sampling (BENCHMARKS.md); ``"none"`` only alternates the coupling masks.
+(``permutation="shuffle"``): a gather, no parameters, nothing to solve when sampling.
+normflows' learned ``LULinearPermute`` (``"lu"``) was measured no better on CPU for 16
+columns (30 % slower training at batch 64, equal within noise at 256–1024 and when
+sampling; ``benchmarks/flow_permutation.py``), and DESIGN.md reports it ~4× slower at
+small batches; it adds parameters and a triangular solve per layer for no measured
+gain. ``"none"`` only alternates the coupling masks, so the same two halves of the
+columns always condition each other (weaker mixing).
+
+Throughput is set by normflows' spline arithmetic, not by the networks: on CPU the
+softmax over spline bins alone takes ~45 % of sampling time, and
+``CoupledRationalQuadraticSpline`` also applies an elementwise spline to the half it
+conditions on, which doubles that work. ``n_layers`` trades fidelity for speed almost
+linearly (BENCHMARKS.md).
 
 Training maximises the weighted likelihood ``Σ w log p(x | c) / Σ w`` through
 :func:`simkit.nn.train`; the density includes the preprocessing's ``log |det J|``, so
@@ -47,7 +57,7 @@ def build_spline_flow(
     n_context: int,
     *,
     n_layers: int = 6,
-    hidden: int = 64,
+    hidden: int = 128,
     n_blocks: int = 2,
     n_bins: int = 8,
     tail_bound: float = 4.0,
@@ -123,13 +133,16 @@ class FlowSurrogate(Surrogate):
         self,
         *,
         n_layers: int = 6,
-        hidden: int = 64,
+        hidden: int = 128,
         n_blocks: int = 2,
         n_bins: int = 8,
         tail_bound: float = 4.0,
         permutation: str = "shuffle",
         **settings,
     ) -> None:
+        # measured on Pythia QCD jets (BENCHMARKS.md): cosine decay gave the lowest
+        # held-out NLL and two-sample AUC at the same epochs
+        settings.setdefault("lr_schedule", "cosine")
         super().__init__(**settings)
         self.n_layers = n_layers
         self.hidden = hidden

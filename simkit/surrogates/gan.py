@@ -135,7 +135,7 @@ class GANSurrogate(Surrogate):
     the generator's weight average that makes the events; None: the raw generator),
     ``gp_weight`` (λ), ``mmd_weight`` and ``mmd_columns`` (``"auto"``:
     :func:`mass_columns`; a list; or empty for none), ``betas`` (Adam). Defaults differ
-    from the flow's: lr 3e-4, batch 256, patience 15. Precision defaults to ``auto``
+    from the flow's: lr 3e-4, no lr schedule, patience 15. Precision defaults to ``auto``
     (bf16 autocast on CUDA, fp32 on CPU). Other settings: see
     :class:`~simkit.surrogates.base.Surrogate`.
     """
@@ -160,7 +160,6 @@ class GANSurrogate(Surrogate):
         **settings,
     ) -> None:
         settings.setdefault("patience", 15)  # a GAN's validation distance is noisier
-        settings.setdefault("batch_size", 256)  # steps, not epochs, train a GAN
         super().__init__(**settings)
         self.latent_dim = latent_dim
         self.hidden = tuple(hidden)

@@ -7,7 +7,7 @@ Each column goes through up to three steps, chosen from the data (or overridden)
    describes a discrete variable exactly: ``P(n) = ∫_n^{n+1} p(y) dy`` (Uria et al. 2013,
    arXiv:1306.0186; Theis et al. 2016, arXiv:1511.01844);
 2. a map to the real line: ``log`` for positive columns (masses, pT), ``logit`` for
-   bounded ones (τ ratios in (0, 1)), ``identity`` otherwise;
+   bounded ones (τ ratios in (0, 1), azimuthal angles in (−π, π)), ``identity`` otherwise;
 3. weighted standardization to zero mean and unit variance, because the splines of a
    neural-spline flow are the identity outside ``[-tail_bound, tail_bound]``.
 
@@ -44,7 +44,7 @@ KINDS = ("identity", "log", "logit")
 
 
 def parse_kind(spec: str) -> tuple[str, float, float]:
-    """``"log"``, ``"identity"``, ``"logit"`` (bounds 0, 1) or ``"logit:LO:HI"`` → (kind, lo, hi)."""
+    """``log``, ``identity``, ``logit`` (bounds 0, 1) or ``logit:LO:HI`` → (kind, lo, hi)."""
     name, *bounds = str(spec).split(":")
     if name not in KINDS:
         raise SimkitError(f"unknown transform {spec!r}; use {', '.join(KINDS)} or logit:LO:HI")
@@ -87,10 +87,19 @@ def _is_integer_valued(values: np.ndarray) -> bool:
 EDGE_MARGIN = 1e-3
 
 
-def choose_kind(values: np.ndarray, dequantize: bool = False) -> str:
+#: Bounds of the logit of an azimuthal angle: π rounded up past float32's π (3.1415927).
+PHI_BOUND = 3.1416
+
+
+def choose_kind(values: np.ndarray, dequantize: bool = False, name: str = "") -> str:
     """The map a column gets from its values: ``logit`` inside (0, 1) (``logit:-0.001:1.001``
-    when some values sit on 0 or 1), ``log`` when positive, ``identity`` otherwise."""
+    when some values sit on 0 or 1), ``log`` when positive, ``identity`` otherwise; an
+    azimuthal angle (a column named ``phi…`` with values in [−π, π]) gets
+    ``logit:-3.1416:3.1416``, so that its flat distribution with hard edges becomes a
+    smooth one on the real line and generated angles stay in range."""
     lowest = float(values.min())
+    if name.startswith("phi") and -PHI_BOUND < lowest and float(values.max()) < PHI_BOUND:
+        return f"logit:{-PHI_BOUND}:{PHI_BOUND}"
     highest = float(values.max()) + (1.0 if dequantize else 0.0)
     if lowest > 0 and highest < 1:
         return "logit"
@@ -177,7 +186,7 @@ class ColumnTransform(nn.Module):
         high = np.ones(len(self.columns))
         for j, name in enumerate(self.columns):
             is_discrete = dequantize and _is_integer_valued(x[:, j])
-            spec = overrides[name] if name in overrides else choose_kind(x[:, j], is_discrete)
+            spec = overrides.get(name) or choose_kind(x[:, j], is_discrete, name)
             kind, low[j], high[j] = parse_kind(spec)
             kinds.append(kind)
             discrete.append(is_discrete)

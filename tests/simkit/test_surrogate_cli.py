@@ -9,7 +9,18 @@ from simkit.cli import main
 from simkit.events import EventTable, Sample
 from simkit.io import inspect, read_sample, write_arrays, write_sample
 
-FAST = ["--epochs", "2", "--batch-size", "256", "--layers", "2", "--hidden", "8", "--bootstrap", "0"]
+FAST = [
+    "--epochs",
+    "2",
+    "--batch-size",
+    "256",
+    "--layers",
+    "2",
+    "--hidden",
+    "8",
+    "--bootstrap",
+    "0",
+]
 
 
 def _write_conditional_file(path):
@@ -41,14 +52,35 @@ def fitted(tmp_path_factory):
 
 
 def _fit(path, out, *extra):
-    return main(["surrogate", "fit", "--kind", "flow", "--input", str(path), "--seed", "1",
-                 "-o", str(out), "--quiet", *FAST, *extra])
+    return main(
+        [
+            "surrogate",
+            "fit",
+            "--kind",
+            "flow",
+            "--input",
+            str(path),
+            "--seed",
+            "1",
+            "-o",
+            str(out),
+            "--quiet",
+            *FAST,
+            *extra,
+        ]
+    )
 
 
 def test_fit_writes_model_metrics_and_report(fitted):
     conditional_file, out = fitted
-    for name in ("config.json", "model.safetensors", "metrics.json", "fidelity.png",
-                 "training.png", "checkpoint.pt"):
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "metrics.json",
+        "fidelity.png",
+        "training.png",
+        "checkpoint.pt",
+    ):
         assert (out / name).is_file(), name
     metrics = json.loads((out / "metrics.json").read_text())
     n_pass = int(read_sample(conditional_file).reco.passed.sum())
@@ -65,8 +97,22 @@ def test_fit_writes_model_metrics_and_report(fitted):
 def test_sample_writes_an_ordinary_event_file(fitted, tmp_path):
     conditional_file, out = fitted
     fast = tmp_path / "fast.h5"
-    args = ["surrogate", "sample", str(out), "--events", "2500", "--condition-range",
-            "2500:3000", "--seed", "4", "--chunk-size", "1000", "-o", str(fast), "--quiet"]
+    args = [
+        "surrogate",
+        "sample",
+        str(out),
+        "--events",
+        "2500",
+        "--condition-range",
+        "2500:3000",
+        "--seed",
+        "4",
+        "--chunk-size",
+        "1000",
+        "-o",
+        str(fast),
+        "--quiet",
+    ]
     assert main(args) == 0
     info = inspect(fast)
     assert info.n_events == 2500 and list(info.levels) == ["reco"]
@@ -87,21 +133,57 @@ def test_sample_writes_an_ordinary_event_file(fitted, tmp_path):
 def test_sample_with_contexts_from_a_file(fitted, tmp_path):
     conditional_file, out = fitted
     fast = tmp_path / "fast.h5"
-    assert main(["surrogate", "sample", str(out), "-n", "500", "--condition-from",
-                 str(conditional_file), "-o", str(fast), "--quiet", "--compression", "none"]) == 0
+    assert (
+        main(
+            [
+                "surrogate",
+                "sample",
+                str(out),
+                "-n",
+                "500",
+                "--condition-from",
+                str(conditional_file),
+                "-o",
+                str(fast),
+                "--quiet",
+                "--compression",
+                "none",
+            ]
+        )
+        == 0
+    )
     source = read_sample(conditional_file).reco.passing().column("mjj")
     assert np.isin(read_sample(fast).reco.column("mjj"), source).all()
 
 
 def test_gan_fit_and_sample(conditional_file, tmp_path):
     out = tmp_path / "gan"
-    args = ["surrogate", "fit", "--kind", "gan", "--input", str(conditional_file), "--epochs",
-            "1", "--hidden", "16", "--layers", "2", "--bootstrap", "0", "-o", str(out), "-q"]
+    args = [
+        "surrogate",
+        "fit",
+        "--kind",
+        "gan",
+        "--input",
+        str(conditional_file),
+        "--epochs",
+        "1",
+        "--hidden",
+        "16",
+        "--layers",
+        "2",
+        "--bootstrap",
+        "0",
+        "-o",
+        str(out),
+        "-q",
+    ]
     assert main(args) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["kind"] == "gan" and metrics["test_nll"] is None
-    assert main(["surrogate", "sample", str(out), "-n", "100", "-o", str(tmp_path / "g.h5"),
-                 "-q"]) == 0
+    assert (
+        main(["surrogate", "sample", str(out), "-n", "100", "-o", str(tmp_path / "g.h5"), "-q"])
+        == 0
+    )
     assert inspect(tmp_path / "g.h5").n_events == 100
 
 

@@ -171,9 +171,7 @@ def _small_conditional_flow(**kw):
     r = np.random.default_rng(8)
     c = r.uniform(1, 3, 2000)
     data = np.column_stack([c, r.normal(c, 0.3), r.beta(2, 2, 2000)])
-    return FlowSurrogate(condition=["c"], epochs=1, **TINY, **kw).fit(
-        data, names=["c", "x", "tau"]
-    )
+    return FlowSurrogate(condition=["c"], epochs=1, **TINY, **kw).fit(data, names=["c", "x", "tau"])
 
 
 def test_save_load_gives_identical_samples_and_densities(tmp_path):
@@ -201,7 +199,9 @@ def test_chunked_sampling_is_one_stream(tmp_path):
     chunks = list(flow.iter_sample(1000, context, seed=3, chunk_size=300))
     assert [len(c) for c in chunks] == [300, 300, 300, 100]
     # each chunk takes its own rows of the contexts, in order
-    np.testing.assert_array_equal(EventTable.concatenate(chunks).column("c"), context.astype(np.float32))
+    np.testing.assert_array_equal(
+        EventTable.concatenate(chunks).column("c"), context.astype(np.float32)
+    )
     again = flow.sample(1000, context, seed=3, chunk_size=300)
     np.testing.assert_array_equal(EventTable.concatenate(chunks).features, again.features)
 
@@ -254,9 +254,9 @@ def test_resume_after_an_interruption_continues_where_it_stopped(tmp_path):
     assert [h["epoch"] for h in resumed.train_result_.history] == [0, 1, 2, 3]
     for k, v in full.net_.state_dict().items():
         assert torch.equal(v, resumed.net_.state_dict()[k]), k
-    assert resumed.train_result_.history[-1]["val_loss"] == full.train_result_.history[-1][
-        "val_loss"
-    ]
+    assert (
+        resumed.train_result_.history[-1]["val_loss"] == full.train_result_.history[-1]["val_loss"]
+    )
 
 
 def test_resume_with_another_architecture_is_a_clear_error(tmp_path):

@@ -111,8 +111,13 @@ def test_out_of_domain_values_are_refused_with_the_column_and_row():
 
 @pytest.mark.parametrize(
     "spec, message",
-    [("sqrt", "unknown transform"), ("logit:1", "LO:HI"), ("log:0:1", "only logit"),
-     ("logit:2:1", "LO < HI"), ("logit:a:b", "numbers")],
+    [
+        ("sqrt", "unknown transform"),
+        ("logit:1", "LO:HI"),
+        ("log:0:1", "only logit"),
+        ("logit:2:1", "LO < HI"),
+        ("logit:a:b", "numbers"),
+    ],
 )
 def test_bad_kinds_are_clear_errors(spec, message):
     with pytest.raises(SimkitError, match=message):
@@ -135,3 +140,12 @@ def test_a_ratio_touching_zero_gets_a_logit_with_a_margin():
     assert t.describe() == {"tau21_j2": "logit(-0.001,1.001)"}
     back = t.inverse(t.forward(torch.as_tensor(x))[0])
     np.testing.assert_allclose(back.numpy(), x, atol=1e-12)
+
+
+def test_azimuthal_angles_get_a_logit_on_minus_pi_to_pi():
+    phi = np.random.default_rng(6).uniform(-np.pi, np.pi, (1000, 1)).astype(np.float32)
+    phi[0, 0] = np.float32(np.pi)  # float32's π is above π: the bound must still hold it
+    t = ColumnTransform(("phi_j1",)).fit(phi)
+    assert t.describe() == {"phi_j1": "logit(-3.1416,3.1416)"}
+    z = t.forward(torch.as_tensor(phi, dtype=torch.float64))[0]
+    np.testing.assert_allclose(t.inverse(z).numpy(), phi, atol=1e-6)
