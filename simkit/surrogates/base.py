@@ -118,8 +118,8 @@ class Surrogate:
     - ``columns``: columns to generate (default: every other column of the table);
     - ``transforms``: per-column overrides of the preprocessing, ``{"m_j1": "log"}``;
     - training: ``epochs``, ``batch_size``, ``lr`` (``None``: the model's default),
-      ``weight_decay``, ``lr_schedule`` (None or "cosine"), ``patience`` (early
-      stopping), ``val_fraction``, ``grad_clip``,
+      ``weight_decay``, ``lr_schedule`` (``"cosine"`` decay over ``epochs``, or
+      None), ``patience`` (early stopping), ``val_fraction``, ``grad_clip``,
       ``max_bad_steps`` (non-finite steps skipped before giving up), ``precision``
       (``None``: the model's default; ``fp32``, ``bf16`` or ``auto`` = bf16 on CUDA),
       ``seed``;
@@ -141,7 +141,7 @@ class Surrogate:
         batch_size: int = 256,
         lr: float | None = None,
         weight_decay: float = 0.0,
-        lr_schedule: str | None = None,
+        lr_schedule: str | None = "cosine",
         patience: int = 8,
         val_fraction: float = 0.2,
         grad_clip: float | None = 5.0,

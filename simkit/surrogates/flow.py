@@ -140,9 +140,6 @@ class FlowSurrogate(Surrogate):
         permutation: str = "shuffle",
         **settings,
     ) -> None:
-        # measured on Pythia QCD jets (BENCHMARKS.md): cosine decay gave the lowest
-        # held-out NLL and two-sample AUC at the same epochs
-        settings.setdefault("lr_schedule", "cosine")
         super().__init__(**settings)
         self.n_layers = n_layers
         self.hidden = hidden
