@@ -27,7 +27,7 @@ VARIANTS = {
     "lu": {"permutation": "lu"},
     "none": {"permutation": "none"},
     "shuffle, 4 layers": {"permutation": "shuffle", "n_layers": 4},
-    "shuffle, hidden 128": {"permutation": "shuffle", "hidden": 128},
+    "shuffle, width 64": {"permutation": "shuffle", "hidden": 64},
 }
 
 

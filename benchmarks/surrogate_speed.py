@@ -33,7 +33,7 @@ from simkit.generators.pythia import generate, measure_rate
 from simkit.io import read_sample, write_json
 
 QUICK = {"events": 3000, "flow_epochs": 3, "gan_epochs": 3, "sample_events": 300_000}
-FULL = {"events": 50_000, "flow_epochs": 40, "gan_epochs": 100, "sample_events": 3_000_000}
+FULL = {"events": 50_000, "flow_epochs": 40, "gan_epochs": 80, "sample_events": 1_000_000}
 
 
 def machine() -> dict:
