@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+from surrogate_testing import interrupt_after_epoch
 
 from simkit.cli import main
 from simkit.events import EventTable, Sample
@@ -197,14 +198,18 @@ def test_weights_from_another_file_enter_the_fit(conditional_file, tmp_path):
     assert document["trained_on"]["weights"].endswith("w.h5:omnifold/push")
 
 
-def test_resume_picks_up_the_checkpoint(conditional_file, tmp_path, capsys):
-    out = tmp_path / "flow"
-    assert _fit(conditional_file, out) == 0
-    first = json.loads((out / "metrics.json").read_text())
-    # resuming a finished run of the same length has nothing left to do
+def test_an_interrupted_fit_resumes_to_the_same_model(conditional_file, tmp_path, monkeypatch):
+    assert _fit(conditional_file, tmp_path / "whole") == 0
+    out = tmp_path / "interrupted"
+    with monkeypatch.context() as patch:
+        interrupt_after_epoch(patch, 1)
+        assert _fit(conditional_file, out) == 130  # Ctrl-C after the first epoch
+    assert (out / "checkpoint.pt").is_file() and not (out / "metrics.json").exists()
     assert _fit(conditional_file, out, "--resume") == 0
-    second = json.loads((out / "metrics.json").read_text())
-    assert second["epochs"] == first["epochs"] and second["best_val_loss"] == first["best_val_loss"]
+    whole = json.loads((tmp_path / "whole" / "metrics.json").read_text())
+    resumed = json.loads((out / "metrics.json").read_text())
+    for key in ("epochs", "best_epoch", "best_val_loss", "test_nll", "two_sample_auc"):
+        assert resumed[key] == whole[key], key
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from surrogate_testing import interrupt_after_epoch
 
 from simkit.errors import FileFormatError, SimkitError
 from simkit.events import EventTable
@@ -242,21 +243,23 @@ def test_bad_fit_and_sample_inputs_are_clear_errors():
 # --------------------------------------------------------------------------- resume
 
 
-def test_resume_after_an_interruption_continues_where_it_stopped(tmp_path):
+def test_resume_after_an_interruption_continues_where_it_stopped(tmp_path, monkeypatch):
     r = np.random.default_rng(9)
     x = r.multivariate_normal([0, 0], [[1, 0.5], [0.5, 1]], 1500)
-    settings = dict(TINY, patience=0)
-    full = FlowSurrogate(epochs=4, **settings).fit(x)
-    # an interrupted run leaves the checkpoint of its last finished epoch (here: 2)
-    FlowSurrogate(epochs=2, checkpoint=tmp_path / "ck.pt", **settings).fit(x)
-    resumed = FlowSurrogate(epochs=4, checkpoint=tmp_path / "ck.pt", resume=True, **settings)
-    resumed.fit(x)
+    settings = dict(TINY, patience=0, epochs=4)
+    full = FlowSurrogate(**settings).fit(x)
+    with monkeypatch.context() as patch:
+        interrupt_after_epoch(patch, 2)
+        with pytest.raises(KeyboardInterrupt):
+            FlowSurrogate(checkpoint=tmp_path / "ck.pt", **settings).fit(x)
+    resumed = FlowSurrogate(checkpoint=tmp_path / "ck.pt", resume=True, **settings).fit(x)
     assert [h["epoch"] for h in resumed.train_result_.history] == [0, 1, 2, 3]
+    # the same weights, bit for bit, and the same validation losses as never interrupted
     for k, v in full.net_.state_dict().items():
         assert torch.equal(v, resumed.net_.state_dict()[k]), k
-    assert (
-        resumed.train_result_.history[-1]["val_loss"] == full.train_result_.history[-1]["val_loss"]
-    )
+    assert [h["val_loss"] for h in resumed.train_result_.history] == [
+        h["val_loss"] for h in full.train_result_.history
+    ]
 
 
 def test_resume_with_another_architecture_is_a_clear_error(tmp_path):

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from surrogate_testing import interrupt_after_epoch
 
 from simkit.events import EventTable
 from simkit.surrogates import GANSurrogate, load_surrogate
@@ -100,10 +101,13 @@ def test_gan_save_load_gives_identical_samples(tmp_path):
     assert again.get_params()["hidden"] == [16, 16]
 
 
-def test_gan_resume_continues_where_it_stopped(tmp_path):
+def test_gan_resume_continues_where_it_stopped(tmp_path, monkeypatch):
     # the generator's noise comes from torch's global RNG, which the checkpoint carries
     full = _fitted(epochs=3, patience=0)
-    _fitted(epochs=1, patience=0, checkpoint=tmp_path / "ck.pt")
+    with monkeypatch.context() as patch:
+        interrupt_after_epoch(patch, 1)
+        with pytest.raises(KeyboardInterrupt):
+            _fitted(epochs=3, patience=0, checkpoint=tmp_path / "ck.pt")
     resumed = _fitted(epochs=3, patience=0, checkpoint=tmp_path / "ck.pt", resume=True)
     assert resumed.train_result_.epochs_run == 3
     for k, v in full.net_.state_dict().items():
