@@ -18,7 +18,7 @@ import time
 import numpy as np
 import torch
 
-from simkit.nn import TrainConfig, train
+from simkit.nn import train
 from simkit.surrogates import GANSurrogate
 
 SETTINGS = {
