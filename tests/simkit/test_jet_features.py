@@ -137,11 +137,15 @@ def test_ratio_is_zero_where_undefined():
 def test_scaled_jets_are_resorted_with_their_constituents(dijet):
     _, _, particles = dijet
     jets = J.cluster(particles)
-    first = jets.momenta[0]
-    n_before = ak.to_list(ak.num(jets.constituents[0], axis=1))
+    pt = jets.momenta().pt
+    n_constituents = ak.to_numpy(ak.num(jets.constituents[jets.source]))
+    assert jets.counts[0] == 2 and pt[0] > pt[1]
     factors = np.ones(jets.n_jets)
     factors[1] = 2.0  # the second jet of event 0 becomes the leading one
     scaled = jets.scaled(factors)
-    assert scaled.momenta[0][0].pt == pytest.approx(2 * first[1].pt)
-    assert scaled.momenta[0][1].pt == pytest.approx(first[0].pt)
-    assert ak.to_list(ak.num(scaled.constituents[0], axis=1)) == n_before[::-1]
+    assert scaled.momenta().pt[0] == pytest.approx(2 * pt[1])
+    assert scaled.momenta().pt[1] == pytest.approx(pt[0])
+    assert np.array_equal(scaled.counts, jets.counts)
+    after = ak.to_numpy(ak.num(scaled.constituents[scaled.source]))
+    assert after[:2].tolist() == n_constituents[:2][::-1].tolist()
+    assert np.array_equal(after[2:], n_constituents[2:])
