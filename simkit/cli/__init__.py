@@ -20,6 +20,8 @@ from simkit.errors import SimkitError
 COMMANDS = (
     "generate",
     "info",
+    "unfold",
+    "compare",
     "demo",
 )
 
