@@ -22,9 +22,7 @@ def main(source: str, target: str, iterations: int) -> None:
     from omnifold.net import weighted_binary_crossentropy
 
     # Keras 3 looks the loss up by name when it clones the model
-    keras.saving.get_custom_objects()["weighted_binary_crossentropy"] = (
-        weighted_binary_crossentropy
-    )
+    keras.saving.get_custom_objects()["weighted_binary_crossentropy"] = weighted_binary_crossentropy
     arrays = np.load(source)
     data = DataLoader(reco=arrays["data_reco"], normalize=True)
     mc = DataLoader(
