@@ -80,12 +80,16 @@ def run_peer(sim, data, iterations: int) -> tuple[np.ndarray, float]:
             data_reco=data.reco.features[data.reco.passed],
         )
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-        subprocess.run(
+        done = subprocess.run(
             [str(PEER_PYTHON), str(PEER_SCRIPT), str(source), str(target), str(iterations)],
-            check=True,
             env=env,
             stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
         )
+        if done.returncode:  # TensorFlow is chatty: show its log only when the peer failed
+            sys.stderr.write(done.stderr[-5000:])
+            raise RuntimeError(f"the peer failed with exit status {done.returncode}")
         result = np.load(target)
         return np.asarray(result["push"]), float(result["seconds"])
 

@@ -375,6 +375,7 @@ class TwoSampleClassifier:
             self.test_features,
             device=self.config.device,
             precision=self.config.precision,
+            threads=self.config.threads,
         )
 
 

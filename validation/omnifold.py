@@ -422,7 +422,13 @@ class OmniFold:
                 fit_standardizer=fresh,
                 desc=f"iteration {it + 1} step {STEP_NAMES[step]}",
             )
-            z = logits(model, x_eval, device=config.device, precision=config.precision)
+            z = logits(
+                model,
+                x_eval,
+                device=config.device,
+                precision=config.precision,
+                threads=config.threads,
+            )
             info["clipped"] += int(np.sum(np.abs(z) >= bound))
             ratio += np.exp(np.clip(z, -bound, bound))
             info["auc"] += fit.auc / self.ensemble
@@ -557,7 +563,11 @@ class Reweighter:
             ratio = np.zeros(int(passing.sum()))
             for model in self.models:
                 z = logits(
-                    model, x[passing], device=self.config.device, precision=self.config.precision
+                    model,
+                    x[passing],
+                    device=self.config.device,
+                    precision=self.config.precision,
+                    threads=self.config.threads,
                 )
                 ratio += np.exp(np.clip(z, -bound, bound))
             out[passing] = ratio / len(self.models)

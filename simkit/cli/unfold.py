@@ -78,11 +78,11 @@ def register(sub, common) -> None:
     group.add_argument(
         "--hidden", type=_widths, default=(64, 64), help="hidden layer widths, e.g. 64,64"
     )
-    group.add_argument("--batch-size", type=positive_int, default=8192)
+    group.add_argument("--batch-size", type=positive_int, default=4096)
     group.add_argument("--epochs", type=positive_int, default=40, help="most epochs per step")
-    group.add_argument("--lr", type=positive_float, default=3e-3, help="learning rate")
+    group.add_argument("--lr", type=positive_float, default=2e-3, help="learning rate")
     group.add_argument(
-        "--patience", type=int, default=4, help="early-stopping patience in epochs (0: off)"
+        "--patience", type=int, default=8, help="early-stopping patience in epochs (0: off)"
     )
     group.add_argument(
         "--val-fraction", type=fraction, default=0.2, help="held out for early stopping"
@@ -92,6 +92,13 @@ def register(sub, common) -> None:
         type=positive_float,
         default=1e-4,
         help="classifier outputs are kept inside [clip, 1 - clip] before f/(1-f)",
+    )
+    group.add_argument(
+        "--threads",
+        type=positive_int,
+        default=1,
+        help="torch CPU threads while training (1 is as fast for these small networks and "
+        "robust on a shared machine)",
     )
     group.add_argument(
         "--no-warm-start",
@@ -191,6 +198,7 @@ def run(args: argparse.Namespace) -> int:
         lr=args.lr,
         patience=args.patience,
         val_fraction=args.val_fraction,
+        threads=args.threads,
     )
     estimator = OmniFold(
         iterations=args.iterations,
