@@ -64,8 +64,7 @@ def ideal_weights(gen_x: np.ndarray, iterations: int, seed: int) -> np.ndarray:
         reco_edges=edges,
         iterations=iterations,
     )
-    ratio = result.unfolded[-1] / np.where(result.prior > 0, result.prior, 1.0)
-    return ratio[np.searchsorted(edges, gen_x, side="right")]
+    return result.event_weights(gen_x)
 
 
 def run_peer(sim, data, iterations: int) -> tuple[np.ndarray, float]:
@@ -116,6 +115,7 @@ def main(argv=None) -> int:
     import torch
 
     from simkit.generators.toy import gaussian
+    from validation.classifier import ClassifierConfig
     from validation.omnifold import OmniFold
 
     n = args.events or (10_000 if args.quick else 100_000)
@@ -163,10 +163,11 @@ def main(argv=None) -> int:
         timings["peer omnifold (PyPI, TensorFlow)"] = [seconds]
 
     cpu = platform.processor() or platform.machine()
+    threads = ClassifierConfig().threads
     print(
         f"\nOmniFold Gaussian benchmark: {n} events each, {args.iterations} iterations, "
-        f"{os.cpu_count()} CPU cores ({cpu}), torch {torch.__version__} with "
-        f"{torch.get_num_threads()} threads\n"
+        f"{os.cpu_count()} CPU cores ({cpu}), torch {torch.__version__}, "
+        f"classifiers on {threads} thread(s)\n"
     )
     print("| method | wall time [s] | unfolded mean | unfolded width | Δ vs truth ×10³ |")
     print("|---|---|---|---|---|")

@@ -61,6 +61,7 @@ from validation.classifier import (
     logit_bound,
     logits,
 )
+from validation.metrics import check_weights
 
 #: Default bound on the classifier output before the ratio f/(1−f) is taken.
 DEFAULT_CLIP = 1e-4
@@ -101,20 +102,6 @@ def _mask(mask, n: int, name: str) -> np.ndarray:
     if mask.shape != (n,) or mask.dtype != bool:
         raise SimkitError(f"{name} must be a boolean array of {n} entries")
     return mask
-
-
-def _event_weights(w, n: int, name: str) -> np.ndarray:
-    if w is None:
-        return np.ones(n)
-    w = np.asarray(w, dtype=np.float64).reshape(-1)
-    if w.shape != (n,):
-        raise SimkitError(f"{w.shape[0]} {name} for {n} events")
-    if not np.isfinite(w).all():
-        row = int(np.flatnonzero(~np.isfinite(w))[0])
-        raise SimkitError(f"{name} are not finite (NaN or inf) at row {row}")
-    if (w < 0).any():
-        raise SimkitError(f"{name} are negative at row {int(np.argmax(w < 0))}")
-    return w
 
 
 def _finite_features(x: np.ndarray, rows: np.ndarray, name: str) -> None:
@@ -238,8 +225,8 @@ class OmniFold:
         pass_gen = _mask(pass_gen, n, "pass_gen")
         pass_reco = _mask(pass_reco, n, "pass_reco")
         pass_data = _mask(pass_data, len(data), "pass_data")
-        mc = _event_weights(sim_weights, n, "simulation weights")
-        data_w = _event_weights(data_weights, len(data), "data weights")
+        mc = check_weights(sim_weights, n, "simulation", positive_total=False)
+        data_w = check_weights(data_weights, len(data), "data", positive_total=False)
         if not (pass_reco & (mc > 0)).any():
             raise SimkitError("no simulated event passes the reco selection (with weight > 0)")
         if not (pass_gen & (mc > 0)).any():

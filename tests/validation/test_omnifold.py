@@ -97,9 +97,7 @@ def test_ibu_and_omnifold_agree_in_one_dimension():
         reco_edges=edges,
         iterations=iterations,
     )
-    # IBU's answer as a weight per simulated event (its truth histogram / the prior's)
-    ratio = binned.unfolded[-1] / np.where(binned.prior > 0, binned.prior, 1.0)
-    ibu_weights = ratio[np.searchsorted(edges, sim.gen.column("x"), side="right")]
+    ibu_weights = binned.event_weights(sim.gen.column("x"))
     of_mean, of_width = weighted_moments(sim.gen.column("x"), fit.weights_)
     ibu_mean, ibu_width = weighted_moments(sim.gen.column("x"), ibu_weights)
     # both unfold the same events, so they agree much better than two experiments would;
