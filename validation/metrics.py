@@ -372,7 +372,6 @@ class TwoSampleClassifier:
             self.model,
             self.test_features,
             device=self.config.device,
-            precision=self.config.precision,
             threads=self.config.threads,
         )
 

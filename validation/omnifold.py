@@ -413,7 +413,6 @@ class OmniFold:
                 model,
                 x_eval,
                 device=config.device,
-                precision=config.precision,
                 threads=config.threads,
             )
             info["clipped"] += int(np.sum(np.abs(z) >= bound))
@@ -553,7 +552,6 @@ class Reweighter:
                     model,
                     x[passing],
                     device=self.config.device,
-                    precision=self.config.precision,
                     threads=self.config.threads,
                 )
                 ratio += np.exp(np.clip(z, -bound, bound))
