@@ -46,7 +46,7 @@ def register(sub, common) -> None:
         help="per-event weights for the reference; default: the file's own weights",
     )
     p.add_argument("--level", choices=("reco", "gen"), default="reco", help="level to compare")
-    p.add_argument("--columns", nargs="+", metavar="COL", help="columns (default: all)")
+    p.add_argument("--columns", nargs="+", metavar="COL", help="columns (None: all)")
     p.add_argument(
         "--max-auc", type=positive_float, default=0.55, help="gate: largest two-sample AUC"
     )

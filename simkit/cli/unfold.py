@@ -51,7 +51,7 @@ def register(sub, common) -> None:
         "--columns",
         nargs="+",
         metavar="COL",
-        help="observables to unfold, the same at gen and reco (default: all data columns)",
+        help="observables to unfold, the same at gen and reco (None: all data columns)",
     )
     p.add_argument(
         "--iterations", type=positive_int, default=3, metavar="K", help="OmniFold iterations"
