@@ -35,7 +35,7 @@ def files(tmp_path_factory):
 )
 def test_train_score_evaluate(files, tmp_path, capsys, model, labels):
     det = tmp_path / "det"
-    code, out, err = run(
+    code, _, err = run(
         capsys, "detect", "train", "--input", files / "data.h5", "--model", model,
         "--labels", labels, "--seed", 1, "-o", det, *FAST,
     )  # fmt: skip
