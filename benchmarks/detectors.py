@@ -22,6 +22,7 @@ in ``runs/cache/detectors/`` (``runs/`` is git-ignored).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
 import platform
 import sys
@@ -84,11 +85,21 @@ def parse(argv=None) -> argparse.Namespace:
     return args
 
 
+def generator_version() -> str:
+    """A short hash of the simulation code: a changed generator never reuses old samples."""
+    digest = hashlib.sha256()
+    for name in ("pythia.py", "detector.py", "jets.py"):
+        path = ROOT / "simkit" / "generators" / name
+        if path.exists():
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:10]
+
+
 def cached_sample(process: str, n_events: int, seed: int, args) -> Path:
     """Generate once, then reuse: the file name holds what makes the events."""
     from simkit.generators.pythia import generate
 
-    path = CACHE / f"{process}_n{n_events}_seed{seed}.h5"
+    path = CACHE / f"{process}_n{n_events}_seed{seed}_{generator_version()}.h5"
     if not path.exists():
         t0 = time.perf_counter()
         generate(process, n_events, seed, jobs=args.jobs, output=path, progress=not args.quiet)

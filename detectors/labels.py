@@ -44,8 +44,11 @@ JET_QUANTITIES = ("m", "tau21", "tau32", "n")
 #: The column the signal region is a window of, and the LHC Olympics 2020 R&D window (GeV).
 SR_COLUMN = "mjj"
 SIGNAL_REGION = (3300.0, 3700.0)
-#: Default tag: a one-prong-like jet. QCD jets are mostly one-prong (τ21 ≳ 0.5), while a
-#: boosted X→qq or Y→qq is two-prong (τ21 ≲ 0.4), so a resonance event rarely has a tag.
+#: Default tag: a one-prong-like jet (τ21 > 0.5). A boosted X→qq or Y→qq is two-prong
+#: (low τ21), so a resonance event rarely has a tag. On the reference simulation (2000
+#: QCD + 640 W'→XY passing events, Pythia chain) it keeps 68 % of the events and cuts
+#: the signal fraction of the training jets 2.6-fold; "tau21>0.6" keeps 50 % and cuts
+#: it 3.8-fold.
 DEFAULT_TAG = "tau21>0.5"
 #: Event scores of a per-jet detector: the jets' scores combined by one of these.
 COMBINE = ("max", "mean", "min")
