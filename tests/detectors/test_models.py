@@ -90,12 +90,14 @@ def test_kl_term_shapes_training():
     # With β = 1 the KL keeps the posterior close to the prior; with β = 0 (KL off, as
     # asked) nothing does and the posterior narrows to points: its KL is far larger.
     train, *_ = plane_problem(0, n_train=2000)
+    # (When the bound was set: 0.98 nats with β = 1, 9.1 without.)
     kl = {}
     for beta in (1.0, 0.0):
-        det = Detector("vae", latent=2, hidden=(32,), beta=beta, epochs=15, device="cpu")
+        options = dict(epochs=40, patience=0, batch_size=256, device="cpu")
+        det = Detector("vae", latent=2, hidden=(32,), beta=beta, **options)
         det.fit(training_set(train))
         kl[beta] = float(det.scores(table(train))["kl"].mean())
-    assert kl[1.0] < 5.0
+    assert kl[1.0] < 3.0
     assert kl[0.0] > 3 * kl[1.0]
 
 
