@@ -58,7 +58,7 @@ RUNS = (
 )
 SIZES = {  # full, quick
     "qcd_events": (60000, 8000),
-    "signal_events": (6000, 2000),
+    "signal_events": (8000, 2000),
     "injected": (400, 100),
     "signal_test": (2500, 800),
     "epochs": (100, 20),
