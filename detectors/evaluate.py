@@ -737,20 +737,16 @@ def evaluate(
         threshold = calibrate_threshold(scores, target_eps_b, w)
         source = "evaluated sample (background-dominated)"
 
-    bump = before = None
+    hunts: dict[str, BumpHunt | None] = {"after": None, "before": None}
     if mjj is not None:
         mjj = np.asarray(mjj, dtype=np.float64)
         fit_range = mjj_range or default_mjj_range(mjj, region, bin_width)
-        cut = scores > threshold
         options = {"signal_region": region, "mjj_range": fit_range, "bin_width": bin_width}
-        try:
-            bump = bump_hunt(mjj[cut], w[cut], sqrt_s=sqrt_s, **options)
-        except SimkitError as exc:
-            notes.append(f"bump hunt after the cut not done: {exc}")
-        try:
-            before = bump_hunt(mjj, w, sqrt_s=sqrt_s, **options)
-        except SimkitError as exc:
-            notes.append(f"bump hunt before the cut not done: {exc}")
+        for when, rows in (("after", scores > threshold), ("before", slice(None))):
+            try:
+                hunts[when] = bump_hunt(mjj[rows], w[rows], sqrt_s=sqrt_s, **options)
+            except SimkitError as exc:  # e.g. too few events left: say so, go on
+                notes.append(f"bump hunt {when} the cut not done: {exc}")
     else:
         notes.append(f"no {region.column} column: no bump hunt")
     return Evaluation(
@@ -764,7 +760,7 @@ def evaluate(
         threshold=threshold,
         threshold_source=source,
         target_eps_b=target_eps_b,
-        bump=bump,
-        bump_before_cut=before,
+        bump=hunts["after"],
+        bump_before_cut=hunts["before"],
         notes=notes,
     )
