@@ -380,6 +380,7 @@ class BumpHunt:
             "bump_fit_ndf": self.ndf,
             "bump_fit_p_value": self.fit_p_value,
             "bump_fit_converged": self.converged,
+            "bump_fit_n_parameters": len(self.parameters),
             "bump_fit_parameters": {
                 "ln_p0": float(p[0]),  # p0 itself overflows a float for steep spectra
                 "p1": float(p[1]),
@@ -484,9 +485,13 @@ def bump_hunt(
     mjj_range: tuple[float, float] | None = None,
     bin_width: float = 100.0,
     sqrt_s: float = SQRT_S,
-    n_parameters: int = 4,
+    n_parameters: int | str = "auto",
 ) -> BumpHunt:
     """Fit the sidebands of an mjj spectrum with the dijet function; Z of the SR excess.
+
+    ``n_parameters`` is 3 (p3 = 0), 4, or ``auto``: 4 only when the fourth parameter
+    improves −2 ln L by more than the 95 % quantile of χ²₁ (Wilks), as dijet searches
+    choose their fit function; sparse spectra after a tight cut then keep 3.
 
     >>> rng = np.random.default_rng(1)
     >>> mjj = 2600 + rng.exponential(400, 20000)
@@ -497,8 +502,8 @@ def bump_hunt(
     from scipy import optimize, stats
 
     signal_region = signal_region or SignalRegion()
-    if n_parameters not in (3, 4):
-        raise SimkitError(f"the dijet function has 3 or 4 parameters, not {n_parameters}")
+    if n_parameters not in (3, 4, "auto"):
+        raise SimkitError(f"the dijet function has 3 or 4 parameters (or auto): {n_parameters}")
     mjj = np.asarray(mjj, dtype=np.float64).reshape(-1)
     if not np.isfinite(mjj).all():
         raise SimkitError("mjj contains NaN or inf")
@@ -519,24 +524,17 @@ def bump_hunt(
     in_sr = (centre > signal_region.low) & (centre < signal_region.high)
     fit_bins = ~in_sr
     n_fit = int(fit_bins.sum())
-    if n_fit <= n_parameters:
+    if n_fit <= 3:
         raise SimkitError(
-            f"{n_fit} sideband bins cannot constrain {n_parameters} fit parameters; "
+            f"{n_fit} sideband bins cannot constrain the dijet fit; "
             "widen the range or use narrower bins"
         )
 
-    # start from a weighted linear fit of log(density), which is linear in the parameters
     x = centre / sqrt_s
     nonzero = fit_bins & (observed > 0)
-    if nonzero.sum() <= n_parameters:
-        raise SimkitError("too few non-empty sideband bins to fit the dijet function")
-    design = np.column_stack([np.ones_like(x), np.log1p(-x), -np.log(x), -(np.log(x) ** 2)])
-    design = design[:, :n_parameters]
     density = observed / np.diff(edges)
     sqrt_w = np.sqrt(observed[nonzero])
-    theta0, *_ = np.linalg.lstsq(
-        design[nonzero] * sqrt_w[:, None], np.log(density[nonzero]) * sqrt_w, rcond=None
-    )
+    design = np.column_stack([np.ones_like(x), np.log1p(-x), -np.log(x), -(np.log(x) ** 2)])
 
     def deviance(theta):
         expected = _bin_integrals(edges, theta, sqrt_s)[fit_bins]
@@ -544,7 +542,24 @@ def bump_hunt(
             return np.full(n_fit, 1e6)
         return _deviance_residuals(observed[fit_bins], expected)
 
-    fit = optimize.least_squares(deviance, theta0, method="lm", x_scale="jac")
+    def fit_with(k: int):
+        if nonzero.sum() <= k:
+            raise SimkitError(f"too few non-empty sideband bins to fit {k} dijet parameters")
+        # start from a weighted linear fit of log(density): linear in the parameters
+        start, *_ = np.linalg.lstsq(
+            design[nonzero, :k] * sqrt_w[:, None], np.log(density[nonzero]) * sqrt_w, rcond=None
+        )
+        return optimize.least_squares(deviance, start, method="lm", x_scale="jac")
+
+    if n_parameters == "auto":
+        # p3 only when the data ask for it: Wilks' theorem, Δ(−2 ln L) over χ²₁ at 95 %
+        fit = fit_with(3)
+        if nonzero.sum() > 4:
+            fit4 = fit_with(4)
+            if np.sum(fit.fun**2) - np.sum(fit4.fun**2) > stats.chi2.ppf(0.95, 1):
+                fit = fit4
+    else:
+        fit = fit_with(n_parameters)
     theta = fit.x
     jac = fit.jac
     try:
@@ -568,7 +583,7 @@ def bump_hunt(
     sigma_b = float(math.sqrt(max(grad @ covariance @ grad, 0.0)))
     n = float(observed[in_sr].sum())
     chi2 = float(np.sum(fit.fun**2))
-    ndf = n_fit - n_parameters
+    ndf = n_fit - len(theta)
     return BumpHunt(
         edges=edges,
         counts=counts,

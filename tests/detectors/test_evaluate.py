@@ -183,12 +183,16 @@ def test_bump_hunt_finds_no_bump_in_a_smooth_spectrum():
     # 20 background-only toys: Z is a standard normal if the fit and the formula are
     # right. One toy may exceed 3σ with probability 0.3 %; check each toy against 3.5σ
     # and the mean of 20 against 3 × 1/√20.
-    zs = []
+    # The toys follow the 3-parameter function: Wilks' test at 95 % adds p3 in 1 toy of
+    # 20 on average; 4 or more of 20 has probability 1.6 %.
+    zs, n_parameters = [], []
     for seed in range(20):
         rng = np.random.default_rng(seed)
         hunt = bump_hunt(falling_mjj(20000, rng), mjj_range=(2700, 6000))
         assert hunt.converged
         zs.append(hunt.z_local)
+        n_parameters.append(len(hunt.parameters))
+    assert n_parameters.count(4) <= 3
     zs = np.array(zs)
     assert np.all(np.abs(zs) < 3.5)
     assert abs(zs.mean()) < 3 / math.sqrt(20)
@@ -240,6 +244,9 @@ def test_bump_hunt_with_weights_uses_effective_counts():
 def test_bump_hunt_bad_input():
     with pytest.raises(SimkitError, match="3 or 4"):
         bump_hunt(np.ones(10), n_parameters=5)
+    fixed = bump_hunt(falling_mjj(5000, np.random.default_rng(0)), mjj_range=(2700, 6000),
+                      n_parameters=4)  # fmt: skip
+    assert len(fixed.parameters) == 4
     with pytest.raises(SimkitError, match="no events"):
         bump_hunt(np.full(10, 100.0), mjj_range=(2700, 5000))
 
