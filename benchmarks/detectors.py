@@ -78,9 +78,7 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--jobs", type=int, default=2, help="Pythia worker processes")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument(
-        "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
-    )
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads while training")
     p.add_argument("--min-background", type=int, default=25, help="SIC trust threshold")
     p.add_argument(
         "--features",
@@ -139,8 +137,6 @@ def split(table: EventTable, *counts: int) -> list[EventTable]:
 
 def main(argv=None) -> int:
     args = parse(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
@@ -193,6 +189,7 @@ def main(argv=None) -> int:
             device=args.device,
             seed=args.seed,
             progress=not args.quiet,
+            threads=args.threads,
         ).fit(training)
         scores = detector.scores(test, device=detector.result_.device)
         summary = detector.result_.summary()
@@ -234,7 +231,7 @@ def main(argv=None) -> int:
     result = {
         "date": time.strftime("%Y-%m-%d"),
         "command": " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]),
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, "
+        "machine": f"{platform.machine()}, {args.threads} torch thread(s), "
         f"{'CUDA ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'CPU'}",
         "sizes": {k: getattr(args, k) for k in SIZES},
         "data_qcd": len(qcd_data),
@@ -264,7 +261,13 @@ def measure_throughput(data: EventTable, args) -> dict:
     out = {}
     for batch in (1024, 8192):
         detector = Detector(
-            "vae", epochs=5, patience=0, batch_size=batch, device=args.device, seed=args.seed
+            "vae",
+            epochs=5,
+            patience=0,
+            batch_size=batch,
+            device=args.device,
+            seed=args.seed,
+            threads=args.threads,
         ).fit(training)
         summary = detector.result_.summary()
         out[f"vae_batch_{batch}"] = {

@@ -81,6 +81,16 @@ def _non_negative(text: str) -> float:
     return value
 
 
+def _add_threads(p) -> None:
+    p.add_argument(
+        "--threads",
+        type=positive_int,
+        default=1,
+        help="torch CPU threads: the networks are small, and on a loaded 2-core machine a "
+        "second thread slowed training 250-fold (measured)",
+    )
+
+
 def _add_region(p) -> None:
     p.add_argument("--sr-column", default="mjj", help="column the signal region is a window of")
     p.add_argument(
@@ -124,7 +134,14 @@ def _register_train(actions, common) -> None:
         "Writes DIR/config.json + model.safetensors (the model), metrics.json,\n"
         "training.png and checkpoint.pt (for --resume).",
     )
-    p.add_argument("--input", required=True, metavar="FILE.h5", help="event file to train on")
+    p.add_argument(
+        "--input",
+        required=True,
+        nargs="+",
+        metavar="FILE.h5",
+        help="event file(s) to train on; several files are joined row after row "
+        "(e.g. background plus a little injected signal)",
+    )
     p.add_argument(
         "--model",
         default="vae",
@@ -209,23 +226,41 @@ def _register_train(actions, common) -> None:
         help="continue an interrupted training from DIR/checkpoint.pt",
     )
     add_device(g)
+    _add_threads(g)
     add_seed(p)
     add_output(p, "output folder for the trained detector")
     p.set_defaults(func=run_train)
 
 
-def _read_training_table(args):
-    from simkit.io import inspect, read_sample, read_weights
+def _inspect_inputs(paths, level: str) -> list:
+    """Validated headers of the input files; all must have ``level`` and its columns."""
+    from simkit.io import inspect
 
-    info = inspect(args.input)
-    if args.level not in info.levels:
-        have = ", ".join(info.levels) or "none"
-        raise SimkitError(f"{args.input}: has no {args.level} level (levels: {have})")
-    sample = read_sample(args.input, levels=[args.level])
+    infos = [inspect(path) for path in paths]
+    for path, info in zip(paths, infos, strict=True):
+        if level not in info.levels:
+            have = ", ".join(info.levels) or "none"
+            raise SimkitError(f"{path}: has no {level} level (levels: {have})")
+        if info.levels[level].columns != infos[0].levels[level].columns:
+            raise SimkitError(f"{path}: its {level} columns differ from those of {paths[0]}")
+        if info.has_labels != infos[0].has_labels:
+            raise SimkitError(f"{path} and {paths[0]}: one has /labels and the other not")
+    return infos
+
+
+def _read_training_table(args):
+    from simkit.events import Sample
+    from simkit.io import read_sample, read_weights
+
+    _inspect_inputs(args.input, args.level)
+    parts = [read_sample(path, levels=[args.level]) for path in args.input]
+    for part in parts:
+        part.scores.clear()  # earlier detectors' scores play no part in training
+    sample = Sample.concatenate(parts) if len(parts) > 1 else parts[0]
     if args.weights:
         extra = read_weights(args.weights, len(sample))
         sample = sample.with_weights(sample.weights * extra)
-    return sample.level(args.level), info
+    return sample.level(args.level)
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -237,7 +272,7 @@ def run_train(args: argparse.Namespace) -> int:
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise SimkitError(f"{out}: exists and is not a folder")
-    table, _ = _read_training_table(args)
+    table = _read_training_table(args)
     training = choose(
         table,
         args.labels,
@@ -279,9 +314,10 @@ def run_train(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         checkpoint=checkpoint,
         resume=args.resume,
+        threads=args.threads,
     ).fit(training)
     summary = detector.result_.summary()
-    detector.save(out, extra={"input": str(args.input), "weights": args.weights})
+    detector.save(out, extra={"input": [str(p) for p in args.input], "weights": args.weights})
     metrics = {
         "model": args.model,
         "labels": args.labels,
@@ -319,7 +355,13 @@ def _register_score(actions, common) -> None:
         "as primary_score.",
     )
     p.add_argument("model", metavar="DIR", help="folder written by `simkit detect train`")
-    p.add_argument("--input", required=True, metavar="FILE.h5", help="events to score")
+    p.add_argument(
+        "--input",
+        required=True,
+        nargs="+",
+        metavar="FILE.h5",
+        help="events to score; several files are joined row after row into one output",
+    )
     p.add_argument(
         "--name",
         default=None,
@@ -330,6 +372,7 @@ def _register_score(actions, common) -> None:
         "--chunk", type=positive_int, default=131072, help="events scored per chunk (memory)"
     )
     add_device(p)
+    _add_threads(p)
     add_output(p, "output event file with the scores (.h5)")
     p.set_defaults(func=run_score)
 
@@ -339,47 +382,54 @@ def run_score(args: argparse.Namespace) -> int:
 
     from detectors.train import Detector
     from simkit.events import Sample
-    from simkit.io import SampleWriter, inspect, iter_samples, make_provenance
+    from simkit.io import SampleWriter, iter_samples, make_provenance
     from simkit.nn import resolve_device
 
     detector = Detector.load(args.model)
-    info = inspect(args.input)
-    if args.level not in info.levels:
-        raise SimkitError(f"{args.input}: has no {args.level} level")
-    detector.check_columns(info.levels[args.level].columns, str(args.input))
+    detector.threads = args.threads
+    infos = _inspect_inputs(args.input, args.level)
+    info = infos[0]
+    detector.check_columns(info.levels[args.level].columns, str(args.input[0]))
     prefix = args.name or detector.model
     names = {s: f"{prefix}_{s}" for s in detector.score_names}
-    levels = [lv for lv in info.levels if lv != "truth"]
+    levels = [lv for lv in info.levels if lv != "truth" and all(lv in i.levels for i in infos)]
+    # scores already in the inputs are carried over when every input has them
+    kept_scores = [n for n in info.scores if all(n in i.scores for i in infos)]
     device = resolve_device(args.device)
     provenance = make_provenance(
         "detectors.score",
-        input=str(args.input),
+        input=[str(p) for p in args.input],
         model=str(args.model),
         detector=detector.describe(),
         primary_score=names[detector.score_],
         level=args.level,
-        input_provenance=info.provenance,
+        input_provenance=[i.provenance for i in infos],
     )
     t0 = time.perf_counter()
     writer = SampleWriter(
         args.output,
         levels={lv: info.levels[lv].columns for lv in levels},
         units={lv: info.levels[lv].units for lv in levels},
-        weights=info.has_weights,
+        weights=any(i.has_weights for i in infos),
         labels=info.has_labels,
-        scores=tuple(dict.fromkeys((*info.scores, *names.values()))),
+        scores=tuple(dict.fromkeys((*kept_scores, *names.values()))),
         provenance=provenance,
     )
-    with writer, tqdm(total=info.n_events, disable=args.quiet, unit="ev", desc="score") as bar:
-        for chunk in iter_samples(args.input, args.chunk, levels=levels):
-            scores = detector.scores(chunk.level(args.level), device=device)
-            chunk = Sample(
-                **{lv: chunk.level(lv) for lv in levels},
-                provenance=chunk.provenance,
-                scores={**chunk.scores, **{names[s]: v for s, v in scores.items()}},
-            )
-            writer.append(chunk)
-            bar.update(len(chunk))
+    total = sum(i.n_events for i in infos)
+    with writer, tqdm(total=total, disable=args.quiet, unit="ev", desc="score") as bar:
+        for path in args.input:
+            for chunk in iter_samples(path, args.chunk, levels=levels):
+                scores = detector.scores(chunk.level(args.level), device=device)
+                chunk = Sample(
+                    **{lv: chunk.level(lv) for lv in levels},
+                    provenance=chunk.provenance,
+                    scores={
+                        **{n: chunk.scores[n] for n in kept_scores},
+                        **{names[s]: v for s, v in scores.items()},
+                    },
+                )
+                writer.append(chunk)
+                bar.update(len(chunk))
     say(
         args,
         f"scored {writer.n_events} events in {time.perf_counter() - t0:.1f} s: "

@@ -182,3 +182,28 @@ def test_score_and_evaluate_errors(files, tmp_path, capsys):
     code, _, err = run(capsys, "detect", "score", det, "--input", other, "-o", tmp_path / "s.h5")
     assert code == 2 and "lacks column(s)" in err
     assert not (tmp_path / "s.h5").exists()
+
+
+def test_several_inputs_are_joined_row_after_row(files, tmp_path, capsys):
+    det = tmp_path / "det"
+    code, _, err = run(capsys, "detect", "train", "--input", files / "data.h5", files / "test.h5",
+                       "--labels", "sideband", "-o", det, *FAST)  # fmt: skip
+    assert code == 0, err
+    both = inspect(files / "data.h5").n_events + inspect(files / "test.h5").n_events
+    assert json.loads((det / "metrics.json").read_text())["labels_passing_events"] == both
+    out = tmp_path / "s.h5"
+    code, _, err = run(capsys, "detect", "score", det, "--input", files / "test.h5",
+                       files / "data.h5", "-o", out, "--chunk", 3000)  # fmt: skip
+    assert code == 0, err
+    scored = read_sample(out)
+    expected = np.r_[read_sample(files / "test.h5").labels, read_sample(files / "data.h5").labels]
+    np.testing.assert_array_equal(scored.labels, expected)
+    assert len(scored) == both
+    # inputs that do not fit together are one clear line
+    no_labels = tmp_path / "nolabels.h5"
+    no_labels.write_bytes((files / "data.h5").read_bytes())
+    with h5py.File(no_labels, "a") as fh:
+        del fh["labels"]
+    code, _, err = run(capsys, "detect", "score", det, "--input", files / "test.h5", no_labels,
+                       "-o", tmp_path / "bad.h5")  # fmt: skip
+    assert code == 2 and "/labels" in err and not (tmp_path / "bad.h5").exists()

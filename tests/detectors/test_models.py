@@ -180,3 +180,15 @@ def test_vae_is_a_beta_vae():
     assert isinstance(build_network(NetworkConfig("vae", 2)), BetaVAE)
     with pytest.raises(SimkitError, match="β"):
         NetworkConfig("vae", 2, beta=-1.0)
+
+
+def test_threads_apply_inside_fit_only():
+    train, *_ = plane_problem(0, n_train=200)
+    before = torch.get_num_threads()
+    seen = []
+    det = Detector("ae", latent=1, hidden=(4,), epochs=1, device="cpu", threads=1)
+    det.fit(training_set(train))
+    det.network_.encoder.register_forward_hook(lambda *_: seen.append(torch.get_num_threads()))
+    det.scores(table(train))
+    assert seen and set(seen) == {1}
+    assert torch.get_num_threads() == before
