@@ -125,30 +125,53 @@ def to_awkward(particles: Particles) -> ak.Array:
 
 @dataclass(frozen=True, eq=False)
 class Jets:
-    """The jets of a batch of events, sorted by decreasing pT, with their constituents."""
+    """The jets of a batch of events: flat four-momenta sorted by decreasing pT within each
+    event (``counts[i]`` jets in event *i*), and their constituents.
 
-    momenta: ak.Array  # events × jets, Momentum4D
-    constituents: ak.Array  # events × jets × constituents, Momentum4D
+    ``constituents`` is (jets in FastJet's order) × particles; ``source[j]`` is the row of
+    sorted jet *j* there, so that only the constituents of the jets used are gathered.
+    """
+
+    px: np.ndarray
+    py: np.ndarray
+    pz: np.ndarray
+    e: np.ndarray
+    counts: np.ndarray
+    constituents: ak.Array
+    source: np.ndarray
+
+    @classmethod
+    def sorted_by_pt(cls, px, py, pz, e, counts, constituents, source) -> Jets:
+        pt = np.hypot(px, py)
+        event = np.repeat(np.arange(len(counts)), counts)
+        order = np.lexsort((-pt, event))  # events in order, decreasing pT inside each
+        return cls(px[order], py[order], pz[order], e[order], counts, constituents, source[order])
 
     def __len__(self) -> int:
-        return len(self.momenta)
-
-    def scaled(self, factors: np.ndarray) -> Jets:
-        """The jets with their four-momenta multiplied by per-jet ``factors`` (flat, in jet
-        order), re-sorted by pT. Constituents are not touched: N-subjettiness ratios and
-        constituent counts do not depend on the jet energy scale."""
-        counts = ak.num(self.momenta)
-        f = ak.unflatten(np.asarray(factors, dtype=np.float64), counts)
-        m = self.momenta
-        momenta = ak.zip(
-            {"px": m.px * f, "py": m.py * f, "pz": m.pz * f, "E": m.E * f}, with_name="Momentum4D"
-        )
-        order = ak.argsort(momenta.pt, axis=1, ascending=False, stable=True)
-        return Jets(momenta[order], self.constituents[order])
+        return len(self.counts)
 
     @property
     def n_jets(self) -> int:
-        return int(ak.sum(ak.num(self.momenta)))
+        return len(self.px)
+
+    def momenta(self):
+        """The jet four-momenta as a ``vector`` numpy array."""
+        return vector.array({"px": self.px, "py": self.py, "pz": self.pz, "E": self.e})
+
+    def scaled(self, factors: np.ndarray) -> Jets:
+        """The jets with their four-momenta multiplied by per-jet ``factors`` (in jet order),
+        re-sorted by pT. Constituents are not touched: N-subjettiness ratios and constituent
+        counts do not depend on the jet energy scale."""
+        f = np.asarray(factors, dtype=np.float64)
+        return Jets.sorted_by_pt(
+            self.px * f,
+            self.py * f,
+            self.pz * f,
+            self.e * f,
+            self.counts,
+            self.constituents,
+            self.source,
+        )
 
 
 def cluster(
@@ -158,10 +181,19 @@ def cluster(
     import fastjet
 
     sequence = fastjet.ClusterSequence(to_awkward(particles), _jet_definition("antikt", radius))
-    momenta = sequence.inclusive_jets(min_pt=min_jet_pt)
-    constituents = sequence.constituents(min_pt=min_jet_pt)
-    order = ak.argsort(momenta.pt, axis=1, ascending=False, stable=True)
-    return Jets(momenta[order], constituents[order])
+    jets = sequence.inclusive_jets(min_pt=min_jet_pt)
+    # constituents come jet by jet in the order of inclusive_jets (both from the same call)
+    constituents = ak.flatten(sequence.constituents(min_pt=min_jet_pt), axis=1)
+    p4 = _vectors(ak.flatten(jets))
+    return Jets.sorted_by_pt(
+        p4.px,
+        p4.py,
+        p4.pz,
+        p4.E,
+        counts=ak.to_numpy(ak.num(jets)).astype(np.int64),
+        constituents=constituents,
+        source=np.arange(len(p4)),
+    )
 
 
 def nsubjettiness(
@@ -204,10 +236,14 @@ def nsubjettiness(
     nearest = np.empty(len(jet_of))
     for n in range(1, n_max + 1):
         with _kt_exclusive_jets():
-            axes = sequence.exclusive_jets(n_jets=n)  # jets × n
+            axes = ak.without_parameters(sequence.exclusive_jets(n_jets=n))  # jets × n
+        # exactly n axes per jet: a regular (jets, n) block per component
+        block = {
+            c: ak.to_numpy(ak.flatten(axes[c])).reshape(-1, n) for c in ("px", "py", "pz", "E")
+        }
         nearest.fill(np.inf)
         for k in range(n):
-            axis = _vectors(axes[:, k])[jet_of]
+            axis = vector.array({c: v[:, k] for c, v in block.items()})[jet_of]
             nearest = np.minimum(nearest, parts.deltaRapidityPhi(axis) ** beta)
         taus[big, n - 1] = np.bincount(jet_of, weights=weight * nearest, minlength=n_jets) / norm
     return taus
@@ -224,7 +260,8 @@ def _kt_exclusive_jets():
 
 def _vectors(records: ak.Array):
     """A flat Awkward array of Momentum4D records as a ``vector`` numpy array."""
-    return vector.array({c: ak.to_numpy(records[c]) for c in ("px", "py", "pz", "E")})
+    plain = ak.without_parameters(records)  # plain fields: no vector-awkward dispatch
+    return vector.array({c: ak.to_numpy(plain[c]) for c in ("px", "py", "pz", "E")})
 
 
 def ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
@@ -243,27 +280,26 @@ def dijet_features(jets: Jets, *, min_pt: float = MIN_LEADING_PT) -> tuple[np.nd
     Passing: two jets, the leading one with pT > ``min_pt``. Failing rows are all 0.
     """
     n_events = len(jets)
-    n_jets = ak.to_numpy(ak.num(jets.momenta))
-    leading_pt = ak.to_numpy(ak.fill_none(ak.firsts(jets.momenta.pt), 0.0))
-    passed = (n_jets >= 2) & (leading_pt > min_pt)
+    first = np.concatenate([[0], np.cumsum(jets.counts)[:-1]]).astype(np.int64)
+    has_two = jets.counts >= 2
+    leading_pt = np.zeros(n_events)
+    leading_pt[has_two] = np.hypot(jets.px[first[has_two]], jets.py[first[has_two]])
+    passed = has_two & (leading_pt > min_pt)
     features = np.zeros((n_events, len(COLUMNS)), dtype=np.float32)
     if not passed.any():
         return features, passed
 
-    two = jets.momenta[passed][:, :2]
-    constituents = jets.constituents[passed][:, :2]
-    taus = nsubjettiness(ak.flatten(constituents, axis=1)).reshape(-1, 2, 3)
-    n_constituents = ak.to_numpy(ak.num(constituents, axis=2)).astype(np.float64)
-    p4 = {c: ak.to_numpy(getattr(two, c)) for c in ("px", "py", "pz", "E")}
+    two = np.stack([first[passed], first[passed] + 1], axis=1)  # the two leading jets
+    constituents = jets.constituents[jets.source[two.ravel()]]
+    taus = nsubjettiness(constituents).reshape(-1, 2, 3)
+    n_constituents = ak.to_numpy(ak.num(constituents)).reshape(-1, 2).astype(np.float64)
+    p4 = jets.momenta()[two]
     # j1 is the heavier of the two leading jets (LHC Olympics convention)
-    mass = vector.array(p4).mass
-    heavier_first = np.where(mass[:, 0] >= mass[:, 1], 0, 1)
-    order = np.stack([heavier_first, 1 - heavier_first], axis=1)
+    swap = p4.mass[:, 1] > p4.mass[:, 0]
+    order = np.stack([swap.astype(np.int64), (~swap).astype(np.int64)], axis=1)
     rows = np.arange(len(order))[:, None]
-    j = vector.array({c: v[rows, order] for c, v in p4.items()})
-    taus = taus[rows, order]
-    n_constituents = n_constituents[rows, order]
-    j1, j2 = j[:, 0], j[:, 1]
+    p4, taus, n_constituents = p4[rows, order], taus[rows, order], n_constituents[rows, order]
+    j1, j2 = p4[:, 0], p4[:, 1]
     per_jet = []
     for i, jet in ((0, j1), (1, j2)):
         per_jet += [
