@@ -20,6 +20,7 @@ from simkit.errors import SimkitError
 COMMANDS = (
     "generate",
     "info",
+    "detect",
     "demo",
 )
 
