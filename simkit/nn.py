@@ -277,6 +277,23 @@ def _state(modules: Mapping[str, nn.Module]) -> dict:
     }
 
 
+def _global_rng(device: torch.device) -> dict:
+    """torch's global RNG states: stochastic losses (a VAE's reparametrization noise,
+    dropout) draw from them, so an exact resume must restore them too."""
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_global_rng(state: Mapping | None, device: torch.device) -> None:
+    if not state:  # checkpoints written before the RNG state was saved
+        return
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
 def _atomic_torch_save(obj, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -369,6 +386,7 @@ def train(
         for sch, s in zip(schedulers, state.get("schedulers", []), strict=False):
             sch.load_state_dict(s)
         generator.set_state(state["generator"])
+        _set_global_rng(state.get("global_rng"), device)
         result.history = list(state["history"])
         result.best_epoch = int(state["best_epoch"])
         result.best_val_loss = float(state["best_val_loss"])
@@ -462,6 +480,7 @@ def train(
                     "optimizers": [o.state_dict() for o in optimizers],
                     "schedulers": [s.state_dict() for s in schedulers],
                     "generator": generator.get_state(),
+                    "global_rng": _global_rng(device),
                     "history": result.history,
                     "best_epoch": result.best_epoch,
                     "best_val_loss": result.best_val_loss,
