@@ -68,6 +68,27 @@ def autocast(device: torch.device, precision: str = "auto"):
     return contextlib.nullcontext()
 
 
+@contextlib.contextmanager
+def cpu_threads(threads: int | None, device: str | torch.device = "cpu"):
+    """Run the block with ``threads`` torch intra-op CPU threads, then restore the setting.
+
+    A no-op for ``threads=None`` or a CUDA ``device``. Small networks gain little from
+    several threads, and on a shared machine OpenMP threads spin-waiting for a
+    descheduled partner can make training many times slower.
+    """
+    if threads is None or resolve_device(device).type != "cpu":
+        yield
+        return
+    if threads < 1:
+        raise SimkitError(f"threads must be at least 1, got {threads}")
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 # --------------------------------------------------------------------------- building blocks
 
 _ACTIVATIONS = {

@@ -28,7 +28,6 @@ True
 
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import asdict, dataclass, field
 
@@ -109,20 +108,6 @@ class ClassifierConfig:
             progress=self.progress,
             desc=desc,
         )
-
-
-@contextlib.contextmanager
-def cpu_threads(threads: int | None, device: str):
-    """Run with ``threads`` torch CPU threads (restored afterwards); no-op on CUDA."""
-    if threads is None or sknn.resolve_device(device).type != "cpu":
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def build_classifier(n_features: int, config: ClassifierConfig, *, seed: int) -> nn.Sequential:
@@ -217,7 +202,7 @@ def fit_classifier(
         )
 
     train_config = config.train_config(seed=seed, desc=desc)
-    with cpu_threads(config.threads, config.device):
+    with sknn.cpu_threads(config.threads, config.device):
         result = sknn.train(
             model,
             sknn.Objective(loss, model.parameters()),
@@ -245,7 +230,7 @@ def logits(
     """
     device_ = sknn.resolve_device(device)
     model.to(device_).eval()
-    with cpu_threads(threads, device):
+    with sknn.cpu_threads(threads, device):
         out = sknn.predict(model, x, batch_size=65536, device=device_, precision=precision)
     return out.reshape(-1).astype(np.float64)
 
