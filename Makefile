@@ -15,6 +15,7 @@ help:
 	@echo "make test-all  install, then run every test, slow ones too"
 	@echo "make lint      ruff check + format check"
 	@echo "make bench     run the benchmarks (see BENCHMARKS.md)"
+	@echo "make bench-peer  install the peer OmniFold (TensorFlow) in .venv-peer, run it beside ours"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -49,5 +50,14 @@ format: install
 bench: install
 	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
+# Optional: the peer OmniFold (PyPI `omnifold`, TensorFlow) in a venv of its own, so that
+# benchmarks/omnifold_gaussian.py can run it side by side. Large download (~600 MB).
+PEER_VENV ?= .venv-peer
+bench-peer: install
+	test -x $(PEER_VENV)/bin/python || $(PYTHON) -m venv $(PEER_VENV)
+	$(PEER_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(PEER_VENV)/bin/python -m pip install --quiet "tensorflow>=2.15" "omnifold==0.1.36"
+	$(PY) benchmarks/omnifold_gaussian.py --peer
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(PEER_VENV) runs .pytest_cache .ruff_cache *.egg-info

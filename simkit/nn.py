@@ -68,6 +68,27 @@ def autocast(device: torch.device, precision: str = "auto"):
     return contextlib.nullcontext()
 
 
+@contextlib.contextmanager
+def cpu_threads(threads: int | None, device: str | torch.device = "cpu"):
+    """Run the block with ``threads`` torch intra-op CPU threads, then restore the setting.
+
+    A no-op for ``threads=None`` or a CUDA ``device``. Small networks gain little from
+    several threads, and on a shared machine OpenMP threads spin-waiting for a
+    descheduled partner can make training many times slower.
+    """
+    if threads is None or resolve_device(device).type != "cpu":
+        yield
+        return
+    if threads < 1:
+        raise SimkitError(f"threads must be at least 1, got {threads}")
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 # --------------------------------------------------------------------------- building blocks
 
 _ACTIVATIONS = {
@@ -279,23 +300,21 @@ def _state(modules: Mapping[str, nn.Module]) -> dict:
     }
 
 
-def _global_rng() -> dict:
-    """torch's global RNG states: objectives that draw noise (a GAN's latent vectors,
-    dropout) resume exactly only if these are restored with the weights."""
-    state = {"torch_rng": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda_rng"] = torch.cuda.get_rng_state_all()
+def _global_rng(device: torch.device) -> dict:
+    """torch's global RNG states: stochastic losses (a VAE's reparametrization noise,
+    dropout) draw from them, so an exact resume must restore them too."""
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
     return state
 
 
-def _set_global_rng(state: Mapping) -> None:
-    # checkpoints written before these were saved simply lack them
-    if "torch_rng" in state:
-        torch.set_rng_state(state["torch_rng"])
-    cuda = state.get("cuda_rng")
-    # resumed on another set of GPUs (or none): the CUDA streams cannot be the same ones
-    if cuda is not None and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(cuda)
+def _set_global_rng(state: Mapping | None, device: torch.device) -> None:
+    if not state:  # checkpoints written before the RNG state was saved
+        return
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)
 
 
 def _atomic_torch_save(obj, path: Path) -> None:
@@ -390,7 +409,7 @@ def train(
         for sch, s in zip(schedulers, state.get("schedulers", []), strict=False):
             sch.load_state_dict(s)
         generator.set_state(state["generator"])
-        _set_global_rng(state)
+        _set_global_rng(state.get("global_rng"), device)
         result.history = list(state["history"])
         result.best_epoch = int(state["best_epoch"])
         result.best_val_loss = float(state["best_val_loss"])
@@ -486,7 +505,7 @@ def train(
                     "optimizers": [o.state_dict() for o in optimizers],
                     "schedulers": [s.state_dict() for s in schedulers],
                     "generator": generator.get_state(),
-                    **_global_rng(),
+                    "global_rng": _global_rng(device),
                     "history": result.history,
                     "best_epoch": result.best_epoch,
                     "best_val_loss": result.best_val_loss,

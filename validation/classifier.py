@@ -45,24 +45,32 @@ class ClassifierConfig:
     """Network and training hyperparameters of a density-ratio classifier.
 
     The defaults are chosen for speed on a 2-core CPU at equal closure (see
-    BENCHMARKS.md): a small ReLU network, batches of 8192 with a learning rate scaled
-    up to match, and early stopping that ends most trainings after 10–20 epochs.
+    BENCHMARKS.md): a small ReLU network, batches of 4096 with a learning rate raised to
+    match, and early stopping with a patience of 8 epochs (on the Gaussian reference
+    problem a patience of 4 left twice the training noise in the unfolded mean).
     """
 
     hidden: tuple[int, ...] = (64, 64)
     activation: str = "relu"
     epochs: int = 40
-    batch_size: int = 8192
-    lr: float = 3e-3
-    patience: int = 4
+    batch_size: int = 4096
+    lr: float = 2e-3
+    patience: int = 8
     val_fraction: float = 0.2
     weight_decay: float = 0.0
     device: str = "auto"
     precision: str = "auto"
     progress: bool = False
+    # CPU threads while training/predicting (None: leave torch's setting). One thread:
+    # these small networks gain little from intra-op threads, and on a shared 2-core
+    # machine two OpenMP threads spin-waiting for each other made training up to 20×
+    # slower, while one thread was as fast as two on a quiet moment (BENCHMARKS.md).
+    threads: int | None = 1
 
     def __post_init__(self) -> None:
         self.hidden = tuple(int(h) for h in self.hidden)
+        if self.threads is not None and self.threads < 1:
+            raise SimkitError(f"threads must be at least 1, got {self.threads}")
         if any(h < 1 for h in self.hidden):
             raise SimkitError(f"hidden layer widths must be positive, got {self.hidden}")
         if not 0.0 < self.val_fraction < 1.0:
@@ -194,25 +202,36 @@ def fit_classifier(
         )
 
     train_config = config.train_config(seed=seed, desc=desc)
-    result = sknn.train(
-        model,
-        sknn.Objective(loss, model.parameters()),
-        tensors(train_rows),
-        train_config,
-        val_data=tensors(val_rows),
-    )
-    val_logits = logits(model, x[val_rows], device=config.device, precision=config.precision)
+    with sknn.cpu_threads(config.threads, config.device):
+        result = sknn.train(
+            model,
+            sknn.Objective(loss, model.parameters()),
+            tensors(train_rows),
+            train_config,
+            val_data=tensors(val_rows),
+        )
+    val_logits = logits(model, x[val_rows], device=config.device, threads=config.threads)
     auc = weighted_auc(val_logits, a[val_rows], b[val_rows])
     return ClassifierFit(auc=auc, result=result, val_rows=val_rows)
 
 
 def logits(
-    model: nn.Module, x: np.ndarray, *, device: str = "auto", precision: str = "auto"
+    model: nn.Module,
+    x: np.ndarray,
+    *,
+    device: str = "auto",
+    precision: str = "fp32",
+    threads: int | None = 1,
 ) -> np.ndarray:
-    """The model's logits ``log(f / (1 − f))`` for rows of ``x``, float64."""
+    """The model's logits ``log(f / (1 − f))`` for rows of ``x``, float64.
+
+    Inference is in fp32 by default even on CUDA: a weight exp(z) from a bf16 logit
+    carries only ~3 significant digits, too few for per-mille closure.
+    """
     device_ = sknn.resolve_device(device)
     model.to(device_).eval()
-    out = sknn.predict(model, x, batch_size=65536, device=device_, precision=precision)
+    with sknn.cpu_threads(threads, device):
+        out = sknn.predict(model, x, batch_size=65536, device=device_, precision=precision)
     return out.reshape(-1).astype(np.float64)
 
 

@@ -42,6 +42,7 @@ __all__ = [
     "TwoSampleClassifier",
     "binned",
     "bootstrap_auc_interval",
+    "check_weights",
     "chi2_ndf",
     "column_edges",
     "column_metrics",
@@ -73,7 +74,11 @@ def _values(values, name: str) -> np.ndarray:
     return v
 
 
-def _weights(weights, n: int, name: str) -> np.ndarray:
+def check_weights(weights, n: int, name: str, *, positive_total: bool = True) -> np.ndarray:
+    """Per-event weights as float64 (ones when None): n finite, non-negative values.
+
+    Every problem is one clear error naming ``name`` and the first bad row.
+    """
     if weights is None:
         return np.ones(n)
     w = np.asarray(weights, dtype=np.float64).reshape(-1)
@@ -81,12 +86,31 @@ def _weights(weights, n: int, name: str) -> np.ndarray:
         raise SimkitError(f"{w.shape[0]} {name} weights for {n} events")
     if not np.isfinite(w).all():
         row = int(np.flatnonzero(~np.isfinite(w))[0])
-        raise SimkitError(f"the {name} weights are not finite at row {row}")
+        raise SimkitError(f"the {name} weights are not finite (NaN or inf) at row {row}")
     if (w < 0).any():
         raise SimkitError(f"the {name} weights are negative at row {int(np.argmax(w < 0))}")
-    if not w.sum() > 0:
+    if positive_total and not w.sum() > 0:
         raise SimkitError(f"the {name} weights sum to zero")
     return w
+
+
+_weights = check_weights
+
+
+def _named(reference_weights, candidate_weights) -> dict:
+    return {"reference_weights": reference_weights, "candidate_weights": candidate_weights}
+
+
+def _samples(reference, candidate, reference_weights, candidate_weights):
+    """Both 1-D samples and their weights, checked."""
+    ref = _values(reference, "reference")
+    cand = _values(candidate, "candidate")
+    return (
+        ref,
+        cand,
+        check_weights(reference_weights, len(ref), "reference"),
+        check_weights(candidate_weights, len(cand), "candidate"),
+    )
 
 
 # --------------------------------------------------------------------------- histograms
@@ -154,10 +178,7 @@ def binned(
     candidate_weights: np.ndarray | None = None,
 ) -> Binned:
     """Histogram both samples on the same edges (given, or from the reference)."""
-    ref = _values(reference, "reference")
-    cand = _values(candidate, "candidate")
-    w_ref = _weights(reference_weights, len(ref), "reference")
-    w_cand = _weights(candidate_weights, len(cand), "candidate")
+    ref, cand, w_ref, w_cand = _samples(reference, candidate, reference_weights, candidate_weights)
     edges = (
         column_edges(ref, w_ref, int(bins))
         if np.ndim(bins) == 0
@@ -187,13 +208,7 @@ def triangular_discriminator(
     al., PRL 124 (2020) 182001) quotes it ×10³. Two independent samples of one
     distribution give about ½·(bins)·(1/N_ref + 1/N_cand)/2 on average, not 0.
     """
-    h = binned(
-        reference,
-        candidate,
-        bins=bins,
-        reference_weights=reference_weights,
-        candidate_weights=candidate_weights,
-    )
+    h = binned(reference, candidate, bins=bins, **_named(reference_weights, candidate_weights))
     p = h.reference / h.reference.sum()
     q = h.candidate / h.candidate.sum()
     total = p + q
@@ -226,13 +241,7 @@ def chi2_ndf(
     (under/overflow included), and ndf = (filled bins) − 1 for the normalization.
     Same-distribution samples give χ²/ndf ≈ 1; it is a shape test, not a rate test.
     """
-    h = binned(
-        reference,
-        candidate,
-        bins=bins,
-        reference_weights=reference_weights,
-        candidate_weights=candidate_weights,
-    )
+    h = binned(reference, candidate, bins=bins, **_named(reference_weights, candidate_weights))
     scale = h.reference.sum() / h.candidate.sum()
     variance = h.reference_w2 + scale**2 * h.candidate_w2
     used = variance > 0
@@ -252,16 +261,8 @@ def wasserstein(
     In the column's units: a pure shift by δ gives δ. Uses
     :func:`scipy.stats.wasserstein_distance`.
     """
-    ref = _values(reference, "reference")
-    cand = _values(candidate, "candidate")
-    return float(
-        scipy.stats.wasserstein_distance(
-            ref,
-            cand,
-            _weights(reference_weights, len(ref), "reference"),
-            _weights(candidate_weights, len(cand), "candidate"),
-        )
-    )
+    ref, cand, w_ref, w_cand = _samples(reference, candidate, reference_weights, candidate_weights)
+    return float(scipy.stats.wasserstein_distance(ref, cand, w_ref, w_cand))
 
 
 def _weighted_cdf(sorted_values, sorted_weights, at):
@@ -281,10 +282,7 @@ def ks_distance(
     Unweighted, it equals ``scipy.stats.ks_2samp(...).statistic`` (scipy has no
     weighted version). A shift by δ of a unit Gaussian gives 2Φ(δ/2) − 1.
     """
-    ref = _values(reference, "reference")
-    cand = _values(candidate, "candidate")
-    w_ref = _weights(reference_weights, len(ref), "reference")
-    w_cand = _weights(candidate_weights, len(cand), "candidate")
+    ref, cand, w_ref, w_cand = _samples(reference, candidate, reference_weights, candidate_weights)
     o_ref, o_cand = np.argsort(ref), np.argsort(cand)
     ref, w_ref, cand, w_cand = ref[o_ref], w_ref[o_ref], cand[o_cand], w_cand[o_cand]
     at = np.union1d(ref, cand)  # the CDFs only jump at sample values
@@ -374,7 +372,7 @@ class TwoSampleClassifier:
             self.model,
             self.test_features,
             device=self.config.device,
-            precision=self.config.precision,
+            threads=self.config.threads,
         )
 
 
@@ -570,6 +568,16 @@ class IBUResult:
     prior: np.ndarray
     response: np.ndarray  # (n_reco_bins, n_gen_bins)
     fake_fraction: np.ndarray  # per reco bin, from simulation
+
+    def event_weights(self, gen_values: np.ndarray, iteration: int = -1) -> np.ndarray:
+        """IBU's answer as a weight per simulated event: unfolded / prior in its gen bin."""
+        ratio = np.divide(
+            self.unfolded[iteration],
+            self.prior,
+            out=np.ones_like(self.prior),
+            where=self.prior > 0,
+        )
+        return ratio[np.searchsorted(self.gen_edges, gen_values, side="right")]
 
 
 def ibu(

@@ -246,6 +246,8 @@ def plot_iterations(diagnostics: Sequence[Mapping], ax=None, *, quantity: str = 
         )
     if quantity == "auc":
         ax.axhline(0.5, color="gray", ls="--", lw=0.8)
+    if quantity == "clipped":
+        ax.set_ylim(-0.5, max(1.0, ax.get_ylim()[1]))  # counts: no negative axis
     ax.set_xlabel("iteration")
     ax.set_ylabel(labels[quantity])
     ax.set_xticks(iterations)

@@ -21,12 +21,28 @@ COMMANDS = (
     "generate",
     "info",
     "surrogate",
+    "unfold",
+    "compare",
+    "detect",
     "demo",
 )
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """Keep hand-made line breaks in descriptions and show defaults."""
+    """Keep hand-made line breaks in descriptions; show defaults where they say something
+    (not for flags, absent values, or help that already states its default)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (
+            action.default is None
+            or action.default is False  # 0 == False: compare identities
+            or action.default is argparse.SUPPRESS
+            or "default" in text.lower()
+            or action.option_strings == []
+        ):
+            return text
+        return super()._get_help_string(action)
 
 
 def positive_int(text: str) -> int:

@@ -49,6 +49,35 @@ def run(args: argparse.Namespace) -> int:
         ],
         ["info", str(out / "sim.h5")],
         ["info", str(out / "data.h5")],
+        [
+            "unfold",
+            "--sim",
+            str(out / "sim.h5"),
+            "--data",
+            str(out / "data.h5"),
+            "--iterations",
+            "3",
+            "--seed",
+            str(args.seed),
+            "--score-truth",
+            "-o",
+            str(out / "unfold"),
+            *quiet,
+        ],
+        [
+            "compare",
+            "--reference",
+            str(out / "data.h5"),
+            "--candidate",
+            str(out / "sim.h5"),
+            "--candidate-weights",
+            f"{out / 'unfold' / 'weights.h5'}:omnifold/push",
+            "--seed",
+            str(args.seed),
+            "-o",
+            str(out / "compare"),
+            *quiet,
+        ],
     ]
     for step in steps:
         say(args, f"\n$ simkit {' '.join(step)}")
@@ -58,8 +87,9 @@ def run(args: argparse.Namespace) -> int:
     say(
         args,
         "\nThis demo ran: the Gaussian OmniFold reference problem, simulation and "
-        f"pseudo-data files written to {out}/ and summarized.\n"
-        "Not yet part of simkit (so not run): the Pythia reference simulation, "
-        "the OmniFold unfolding, surrogates and anomaly detectors.",
+        f"pseudo-data files written to {out}/ and summarized, unfolded by OmniFold "
+        f"({out}/unfold/) and the reweighted simulation compared with the data "
+        f"({out}/compare/).\n"
+        "Not run here: the Pythia reference simulation, surrogates and anomaly detectors.",
     )
     return 0

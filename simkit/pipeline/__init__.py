@@ -1,0 +1,1 @@
+"""The whole chain from one config: generate → surrogate → unfold/compare → detect → evaluate."""

@@ -1,0 +1,240 @@
+"""``simkit unfold`` and ``simkit compare`` from the command line: outputs and bad input."""
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+
+from simkit.cli import main
+from simkit.io import inspect, read_array, read_sample
+from validation.omnifold import Reweighter
+
+QUICK = ["--device", "cpu", "--quiet"]
+
+
+def run(capsys, *argv):
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exc:  # argparse usage errors
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("toy")
+    for name, extra in (("sim", []), ("data", ["--data"]), ("hard", [])):
+        process = "gaussian-hard" if name == "hard" else "gaussian"
+        assert (
+            main(
+                [
+                    "generate",
+                    process,
+                    "-n",
+                    "3000",
+                    "--seed",
+                    "5",
+                    "-o",
+                    str(folder / f"{name}.h5"),
+                    "-q",
+                    *extra,
+                ]
+            )
+            == 0
+        )
+    return folder
+
+
+def test_unfold_writes_weights_metrics_plots_and_reweighter(files, tmp_path, capsys):
+    out = tmp_path / "unfold"
+    code, stdout, err = run(
+        capsys,
+        "unfold",
+        "--sim",
+        files / "sim.h5",
+        "--data",
+        files / "data.h5",
+        "--iterations",
+        2,
+        "--seed",
+        3,
+        "--score-truth",
+        "-o",
+        out,
+        *QUICK,
+    )
+    assert code == 0, err
+    assert "gate at reco level: before" in stdout  # the verdict is printed even with --quiet
+    pull, push = (
+        read_array(out / "weights.h5", "omnifold/pull"),
+        read_array(out / "weights.h5", "omnifold/push"),
+    )
+    assert pull.shape == push.shape == (2, 3000) and push.dtype == np.float64
+    assert inspect(out / "weights.h5").omnifold == {"pull": (2, 3000), "push": (2, 3000)}
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in (
+        "iter2_step1_auc",
+        "iter2_step2_ess",
+        "iter1_step1_seconds",
+        "before_validated",
+        "validated",
+        "truth_triangular_x",
+    ):
+        assert key in metrics
+    assert metrics["before_validated"] is False  # N(0,1) vs N(0.2,0.8) is visible at 3000 events
+    for png in ("reco.png", "gen.png", "weights.png", "iterations.png"):
+        assert (out / png).stat().st_size > 1000
+    sim = read_sample(files / "sim.h5")
+    weights = Reweighter.load(out / "reweighter", device="cpu").weights(sim.gen.features)
+    np.testing.assert_allclose(weights, push[-1], rtol=1e-6)
+
+
+def test_compare_gate_and_candidate_weights(files, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    code, stdout, err = run(
+        capsys,
+        "compare",
+        "--reference",
+        files / "data.h5",
+        "--candidate",
+        files / "sim.h5",
+        "--bootstrap",
+        20,
+        "-o",
+        out,
+        *QUICK,
+    )
+    assert code == 0, err
+    assert stdout.startswith("NOT VALIDATED: AUC")
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert (
+        metrics["validated"] is False
+        and metrics["auc_low"] <= metrics["auc"] <= metrics["auc_high"]
+    )
+    assert (out / "columns.png").exists()
+    # relaxed thresholds pass the same samples: both flags reach the gate
+    code, stdout, _ = run(
+        capsys,
+        "compare",
+        "--reference",
+        files / "data.h5",
+        "--candidate",
+        files / "sim.h5",
+        "--max-auc",
+        0.99,
+        "--max-chi2-ndf",
+        1e6,
+        "--bootstrap",
+        0,
+        "-o",
+        out,
+        *QUICK,
+    )
+    assert code == 0 and stdout.startswith("VALIDATED")
+    # --strict turns "not validated" into exit status 4
+    code, _, _ = run(
+        capsys,
+        "compare",
+        "--reference",
+        files / "data.h5",
+        "--candidate",
+        files / "sim.h5",
+        "--bootstrap",
+        0,
+        "--strict",
+        "-o",
+        out,
+        *QUICK,
+    )
+    assert code == 4
+    # candidate weights from a weights file (2-D → last row)
+    weights = tmp_path / "w.h5"
+    with h5py.File(files / "sim.h5") as fh:
+        n = fh["reco/features"].shape[0]
+    from simkit.io import write_arrays
+
+    write_arrays(weights, {"omnifold/push": np.ones((2, n))})
+    code, stdout, err = run(
+        capsys,
+        "compare",
+        "--reference",
+        files / "sim.h5",
+        "--candidate",
+        files / "sim.h5",
+        "--candidate-weights",
+        f"{weights}:omnifold/push",
+        "--level",
+        "gen",
+        "--bootstrap",
+        0,
+        "-o",
+        out,
+        *QUICK,
+    )
+    assert code == 0, err
+    assert json.loads((out / "metrics.json").read_text())["level"] == "gen"
+
+
+def _copy(src, dst, edit):
+    dst.write_bytes(src.read_bytes())
+    with h5py.File(dst, "r+") as fh:
+        edit(fh)
+    return dst
+
+
+def test_bad_input_is_one_clear_line(files, tmp_path, capsys):
+    sim, data = files / "sim.h5", files / "data.h5"
+    out = tmp_path / "o"
+
+    def nan_weights(fh):
+        w = np.ones(fh["reco/features"].shape[0])
+        w[7] = np.nan
+        fh.create_dataset("weights", data=w)
+
+    def renamed(fh):
+        fh["reco/features"].attrs["columns"] = np.array(["y"], dtype=h5py.string_dtype())
+
+    def nothing_passes(fh):
+        fh["reco/pass"][...] = False
+
+    cases = [
+        (["unfold", "--sim", data, "--data", data], "has no gen level"),
+        (
+            ["unfold", "--sim", sim, "--data", _copy(data, tmp_path / "r.h5", renamed)],
+            "columns differ",
+        ),
+        (["unfold", "--sim", sim, "--data", data, "--columns", "y"], "columns differ"),
+        (
+            ["unfold", "--sim", _copy(sim, tmp_path / "n.h5", nothing_passes), "--data", data],
+            "no simulated event passes the reco",
+        ),
+        (
+            ["unfold", "--sim", _copy(sim, tmp_path / "w.h5", nan_weights), "--data", data],
+            "/weights is not finite at row 7",
+        ),
+        (
+            ["unfold", "--sim", sim, "--data", data, "--iterations", 0],
+            "--iterations: must be a whole number of at least 1",
+        ),
+        (
+            ["unfold", "--sim", sim, "--data", data, "--data-weights", f"{sim}:nope"],
+            "has no dataset /nope",
+        ),
+        (
+            ["compare", "--reference", data, "--candidate", sim, "--level", "gen"],
+            "has no gen level",
+        ),
+        (["compare", "--reference", data, "--candidate", tmp_path / "missing.h5"], "no such file"),
+    ]
+    for argv, message in cases:
+        code, _, err = run(capsys, *argv, "-o", out, *QUICK)
+        assert code == 2, (argv, err)
+        assert message in err, (message, err)
+        assert "Traceback" not in err
+        lines = err.strip().splitlines()
+        if lines[0].startswith("usage:"):  # argparse: its usage, then one error line
+            lines = [line for line in lines if "error:" in line]
+        assert len(lines) == 1, err
+    assert not (out / "weights.h5").exists()
