@@ -158,3 +158,15 @@ def test_gan_weighted_training_reproduces_the_weighted_target():
     right = (gan.sample(20000, seed=1).column("x") > 0).mean()
     # weighted target 0.75 (unweighted 0.5); statistical error ≈ 0.005, GAN bias allowed 0.06
     assert right == pytest.approx(0.75, abs=0.06)
+
+
+def test_events_come_from_the_generator_weight_average():
+    # the shared loop's after_step hook updates the average after every generator step
+    gan = _fitted(epochs=2, patience=0)
+    steps = int(gan.net_.average_steps)
+    batches = 2 * -(-gan.train_result_.n_train // 128)  # two epochs of batches of 128
+    assert 0 < steps <= batches // 2 + 1  # one generator step per n_critic = 2 batches
+    assert gan.net_.sampler is gan.net_.average
+    average = dict(gan.net_.average.named_parameters())
+    assert any(not torch.equal(p, average[k]) for k, p in gan.net_.generator.named_parameters())
+    assert not any(p.requires_grad for p in gan.net_.average.parameters())
