@@ -110,6 +110,8 @@ def main(argv=None) -> int:
     parser.add_argument("--peer", action="store_true", help="run the peer (needs .venv-peer)")
     parser.add_argument("--no-peer", action="store_true", help="skip the peer even if installed")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"),
+                        help="where our classifiers train (the peer always runs on the CPU)")
     args = parser.parse_args(argv)
 
     import torch
@@ -139,7 +141,7 @@ def main(argv=None) -> int:
     for r in range(args.repeats):
         t0 = time.perf_counter()
         fit = OmniFold(
-            iterations=args.iterations, ensemble=args.ensemble, seed=r, device="cpu"
+            iterations=args.iterations, ensemble=args.ensemble, seed=r, device=args.device
         ).fit_samples(sim, data)
         seconds = time.perf_counter() - t0
         ours.append({**closure(gen_x, fit.weights_, truth_x), "seconds": seconds})
