@@ -11,6 +11,11 @@ if [ ! -d /tmp/site ]; then
     --target /tmp/site .whl/*.whl || exit 1
 fi
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
+# pip --target does not place the wheel's data files where pythia8mc looks: unpack them
+if [ ! -f /tmp/pythia-data/pythia8mc-8.317.2.data/data/share/Pythia8/xmldoc/Index.xml ]; then
+  python3 -c "import zipfile,glob; zipfile.ZipFile(glob.glob('.whl/pythia8mc-*.whl')[0]).extractall('/tmp/pythia-data')"
+fi
+export PYTHIA8DATA=/tmp/pythia-data/pythia8mc-8.317.2.data/data/share/Pythia8/xmldoc
 nproc; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch,normflows,fastjet,pythia8mc,sys; print(sys.version.split()[0], torch.__version__, torch.cuda.get_device_name(0))"
 case $part in
@@ -24,15 +29,15 @@ case $part in
     cp /tmp/bench-surrogates/results.json "$out/surrogate_speed.json"
     ;;
   validation)
-    python3 benchmarks/flow_precision.py --device cuda --input /tmp/bench-surrogates/qcd.h5 \
-      -o /tmp/bench-precision 2>&1 | tail -40
-    cp /tmp/bench-precision/results.json "$out/flow_precision.json"
+    python3 benchmarks/flow_sampling_profile.py --device cuda 2>&1 | tail -40 | tee "$out/flow_sampling_profile.log"
     python3 benchmarks/omnifold_gaussian.py --device cuda --repeats 3 --no-peer \
       --json "$out/omnifold_gaussian_cuda.json" 2>&1 | tail -25
-    python3 benchmarks/flow_permutation.py --device cuda 2>&1 | tail -25 | tee "$out/flow_permutation.log"
+    python3 benchmarks/flow_precision.py --device cuda --epochs 6 --max-events 20000 \
+      --sample-events 5000000 -o /tmp/bench-precision 2>&1 | tail -40
+    cp /tmp/bench-precision/results.json "$out/flow_precision.json"
     ;;
   detectors)
-    python3 benchmarks/detectors.py --qcd-events 400000 --signal-events 24000 --injected 1000 \
+    python3 benchmarks/detectors.py --qcd-events 300000 --signal-events 24000 --injected 1000 \
       --signal-test 8000 --jobs "$(nproc)" --device cuda --quiet -o /tmp/bench-detectors 2>&1 | tail -60
     cp /tmp/bench-detectors/*.json "$out/" 2>/dev/null
     ;;

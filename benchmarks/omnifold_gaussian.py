@@ -110,8 +110,12 @@ def main(argv=None) -> int:
     parser.add_argument("--peer", action="store_true", help="run the peer (needs .venv-peer)")
     parser.add_argument("--no-peer", action="store_true", help="skip the peer even if installed")
     parser.add_argument("--json", type=Path, help="also write the results here")
-    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"),
-                        help="where our classifiers train (the peer always runs on the CPU)")
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        choices=("cpu", "cuda", "auto"),
+        help="where our classifiers train (the peer always runs on the CPU)",
+    )
     args = parser.parse_args(argv)
 
     import torch
