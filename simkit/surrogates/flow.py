@@ -51,6 +51,51 @@ from simkit.surrogates.base import Surrogate
 
 PERMUTATIONS = ("shuffle", "lu", "none")
 
+#: Longest last dimension for which :func:`small_cumsum` replaces ``torch.cumsum``.
+SMALL_CUMSUM_MAX = 64
+
+
+def small_cumsum(x: torch.Tensor) -> torch.Tensor:
+    """Cumulative sum over a short last dimension as a product with a triangular matrix.
+
+    On CUDA, ``torch.cumsum`` over the spline's 8 bins of a million rows ran at ~1.6 GB/s
+    on an H200 (torch 2.11: 45 ms per call, 86 % of the flow's sampling time, measured
+    with ``benchmarks/flow_sampling_profile.py``); the same sums as one small matrix
+    product take a fraction of that. Computed in fp32 with autocast off, so bf16 sampling
+    does not coarsen the bin edges.
+    """
+    k = x.shape[-1]
+    upper = torch.ones(k, k, device=x.device, dtype=torch.float32).triu_()
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        return (x.float() @ upper).to(x.dtype)
+
+
+class _SplineTorch:
+    """``torch`` as normflows' spline module sees it, with a fast small-dim CUDA cumsum.
+
+    normflows computes bin edges with ``torch.cumsum(widths, dim=-1)``; everything else
+    is forwarded to torch unchanged.
+    """
+
+    def __getattr__(self, name):
+        return getattr(torch, name)
+
+    @staticmethod
+    def cumsum(x, dim, *args, **kwargs):
+        if (
+            x.is_cuda
+            and not args
+            and not kwargs
+            and dim in (-1, x.ndim - 1)
+            and x.shape[-1] <= SMALL_CUMSUM_MAX
+            and x.is_floating_point()
+        ):
+            return small_cumsum(x)
+        return torch.cumsum(x, dim, *args, **kwargs)
+
+
+nf.utils.splines.torch = _SplineTorch()
+
 
 def build_spline_flow(
     n_features: int,
