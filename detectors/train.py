@@ -24,7 +24,6 @@ weights count.
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -48,6 +47,7 @@ from simkit.nn import (
     Objective,
     TrainConfig,
     TrainResult,
+    cpu_threads,
     load_model,
     load_state_strict,
     predict,
@@ -61,20 +61,6 @@ MODEL_KIND = "detector"
 #: a few thousand events as for a few hundred; moderate on a CPU, where more steps per
 #: epoch converge faster.
 DEFAULT_BATCH = {"cuda": 8192, "cpu": 1024}
-
-
-@contextlib.contextmanager
-def _torch_threads(threads: int | None):
-    """Run with ``threads`` intra-op CPU threads, then restore the caller's setting."""
-    if threads is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _combine(per_jet: np.ndarray, how: str) -> np.ndarray:
@@ -202,7 +188,7 @@ class Detector:
         cuda = [device.index or 0] if device.type == "cuda" else []
         # a private RNG stream: weights and VAE noise depend on the seed only, and the
         # caller's global torch state is left as it was
-        with torch.random.fork_rng(devices=cuda), _torch_threads(self.threads):
+        with torch.random.fork_rng(devices=cuda), cpu_threads(self.threads, self.device):
             torch.manual_seed(self.seed)
             network = build_network(config)
             network.standardizer.fit(x, weights)
@@ -244,7 +230,7 @@ class Detector:
             scores = network.scores(xb)
             return torch.stack([scores[n] for n in names], dim=1)
 
-        with _torch_threads(self.threads):
+        with cpu_threads(self.threads, self.device):
             out = predict(fn, x, batch_size=batch_size, device=device, precision="fp32")
         network.to("cpu")
         return out.reshape(len(x), len(names))
