@@ -518,7 +518,7 @@ def stage_validated(ctx: RunContext, kind: str) -> Stage:
 
 @dataclass(frozen=True)
 class Comparison:
-    """One candidate against the data through the gate."""
+    """One candidate against a reference (the data unless said) through the gate."""
 
     name: str
     title: str
@@ -526,20 +526,24 @@ class Comparison:
     weights: str | None = None
     columns: tuple[str, ...] | None = None
     after: bool = False  # a corrected sample (reported as "after")
+    reference: Path | None = None  # None: the data
+    reference_weights: str | None = None
+    reference_title: str = "data"
 
 
 def comparisons(ctx: RunContext) -> list[Comparison]:
+    """Every comparison of the ``compare`` stage, in report order."""
     sim = ctx.path("sim", "sim.h5")
     unfold_columns = ctx.config["unfold"]["columns"]
     sim_columns = tuple(unfold_columns) if unfold_columns else None
-    weights = ctx.path("unfold", "weights.h5")
+    push = f"{ctx.path('unfold', 'weights.h5')}:omnifold/push"
     out = [
         Comparison("sim-before", "simulation", sim, columns=sim_columns),
         Comparison(
             "sim-push",
             "simulation × push (unfolded, gen-level weights)",
             sim,
-            f"{weights}:omnifold/push",
+            push,
             sim_columns,
             after=True,
         ),
@@ -550,7 +554,7 @@ def comparisons(ctx: RunContext) -> list[Comparison]:
                 "sim-pull",
                 "simulation × pull (step-1 reco-level weights)",
                 sim,
-                f"{weights}:omnifold/pull",
+                f"{ctx.path('unfold', 'weights.h5')}:omnifold/pull",
                 sim_columns,
                 after=True,
             )
@@ -558,23 +562,30 @@ def comparisons(ctx: RunContext) -> list[Comparison]:
     sur = ctx.config["surrogate"]
     columns = tuple(dict.fromkeys([*sur["condition"], *sur["columns"]]))
     for kind in sur["kinds"]:
-        out.append(
-            Comparison(
-                f"{kind}-before",
-                f"{kind} surrogate (fitted to the simulation)",
-                ctx.path(f"surrogate-{kind}", "surrogate.h5"),
-                columns=columns,
-            )
-        )
-        out.append(
+        before = ctx.path(f"surrogate-{kind}", "surrogate.h5")
+        validated = ctx.path(f"validated-{kind}", "surrogate.h5")
+        out += [
+            Comparison(f"{kind}-before", f"{kind} surrogate", before, columns=columns),
             Comparison(
                 f"{kind}-validated",
                 f"validated {kind} surrogate (refitted to simulation × push)",
-                ctx.path(f"validated-{kind}", "surrogate.h5"),
+                validated,
                 columns=columns,
                 after=True,
-            )
-        )
+            ),
+            # against its own target: what the surrogate failed to learn, apart from
+            # what the data and the simulation disagree on
+            Comparison(
+                f"{kind}-target",
+                f"validated {kind} surrogate",
+                validated,
+                columns=columns,
+                after=True,
+                reference=sim,
+                reference_weights=push,
+                reference_title="its target: simulation × push",
+            ),
+        ]
     return out
 
 
@@ -583,7 +594,8 @@ def stage_compare(ctx: RunContext) -> Stage:
     gate = ctx.config["compare"]
     todo = comparisons(ctx)
     data = ctx.path("data", "data.h5")
-    inputs = [data, *dict.fromkeys(c.candidate for c in todo), ctx.path("unfold", "weights.h5")]
+    candidates = dict.fromkeys(c.candidate for c in todo)
+    inputs = [data, ctx.path("sim", "sim.h5"), *candidates, ctx.path("unfold", "weights.h5")]
 
     def action(folder: Path) -> dict:
         import json
@@ -591,7 +603,10 @@ def stage_compare(ctx: RunContext) -> Stage:
         summary: dict = {"comparisons": {}, "commands": []}
         for item in todo:
             out = folder / item.name
-            argv = ["compare", "--reference", data, "--candidate", item.candidate]
+            argv = ["compare", "--reference", item.reference or data]
+            if item.reference_weights:
+                argv += ["--reference-weights", item.reference_weights]
+            argv += ["--candidate", item.candidate]
             if item.weights:
                 argv += ["--candidate-weights", item.weights]
             if item.columns:
@@ -603,6 +618,7 @@ def stage_compare(ctx: RunContext) -> Stage:
             metrics = json.loads((out / "metrics.json").read_text())
             summary["comparisons"][item.name] = {
                 "title": item.title,
+                "reference": item.reference_title,
                 "after": item.after,
                 **{
                     k: metrics[k]
@@ -623,7 +639,8 @@ def stage_compare(ctx: RunContext) -> Stage:
 
     settings = {"gate": gate, "device": ctx.device, "seed": seed}
     settings["comparisons"] = [
-        [c.name, c.weights and c.weights.rpartition(":")[2], c.columns] for c in todo
+        [c.name, c.columns, c.weights and c.weights.rpartition(":")[2], c.reference_title]
+        for c in todo
     ]
     return Stage(
         "compare",
@@ -764,7 +781,10 @@ def evaluate_detector(ctx: RunContext, detector_dir: Path, out: Path) -> dict:
         metrics.update(roc.performance.metrics())
     else:
         metrics.update(auc=None, max_sic=None, eps_s_at_eps_b=None)
-    metrics["notes"] = list(dict.fromkeys([*roc.notes, *hunt.notes]))
+    # the ROC's evaluation has no mjj on purpose (the bump hunt is the data's): drop its
+    # "no bump hunt" note, keep every other
+    roc_notes = [n for n in roc.notes if "bump hunt" not in n]
+    metrics["notes"] = list(dict.fromkeys([*roc_notes, *hunt.notes]))
     metrics.update(
         roc_events="data background in the signal region + every signal event there "
         "(injected and signal-only sample)",

@@ -102,7 +102,7 @@ SECTIONS: tuple[Section, ...] = (
     Section(
         "generate",
         [
-            Key("sim_events", int, 20000, "QCD dijet events simulated (gen + reco)", low=1),
+            Key("sim_events", int, 30000, "QCD dijet events simulated (gen + reco)", low=1),
             Key("data_events", int, 15000, "QCD dijet events of the pseudo-data", low=1),
             Key(
                 "signal_events",

@@ -99,12 +99,10 @@ class HtmlReport:
         self.parts.append("".join(out))
 
     def metrics(self, values: Mapping, keys: Sequence[str] | None = None) -> None:
-        """A two-column table of scalar metrics (nested dicts and lists are left out)."""
-        rows = [
-            (k, v)
-            for k, v in values.items()
-            if (keys is None or k in keys) and not isinstance(v, (dict, list))
-        ]
+        """A two-column table of scalar metrics, in the order of ``keys`` when given
+        (nested dicts and lists are left out)."""
+        order = values if keys is None else [k for k in keys if k in values]
+        rows = [(k, values[k]) for k in order if not isinstance(values[k], (dict, list))]
         if rows:
             self.table(["metric", "value"], rows)
 

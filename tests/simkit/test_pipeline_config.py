@@ -157,3 +157,11 @@ def test_stage_patterns():
     assert not _matches("detect-vae-all", ["det"])
     with pytest.raises(SimkitError, match="--force 'unfolding' names no stage"):
         _check_stage_patterns(["unfolding"], names, "--force")
+
+
+def test_readme_documents_the_headline_metrics_exactly():
+    from simkit.pipeline.report import headline_table
+
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"<!-- headline:start -->\n(.*?)\n<!-- headline:end -->", readme, re.S)
+    assert block and block.group(1).strip() == headline_table().strip()

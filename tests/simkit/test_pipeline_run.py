@@ -9,6 +9,7 @@ import pytest
 import simkit.pipeline.chain as chain
 from simkit.cli import main
 from simkit.pipeline import run_pipeline, stage_names
+from simkit.pipeline.report import HEADLINE_KEYS
 
 #: Small enough for the default test run (~20 s on two free cores): the numbers mean
 #: nothing at this size, the test checks that every stage runs and hands files on.
@@ -73,6 +74,11 @@ def test_interrupted_run_resumes_then_skips_everything(tmp_path, monkeypatch):
     assert headline["surrogate_flow_speed_up"] > 1
     for name in ("sim_before", "sim_push", "sim_pull", "flow_before", "flow_validated"):
         assert isinstance(headline[f"gate_{name}_validated"], bool)
+    assert isinstance(headline["gate_flow_target_validated"], bool)
+    # every key is one the README documents (patterns such as gate_<comparison>_auc)
+    patterns = [re.sub("<[^>]+>", "[a-z0-9_.+-]+", re.escape(k)) for k in HEADLINE_KEYS]
+    for key in headline:
+        assert any(re.fullmatch(p, key) for p in patterns), key
     for labels in ("all", "sideband", "tag_and_probe"):
         assert 0.0 <= headline[f"detector_vae_{labels}_auc"] <= 1.0
 
