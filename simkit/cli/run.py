@@ -13,7 +13,6 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--force",
         action="append",
-        default=[],
         metavar="STAGE",
         help="run STAGE again even if unchanged (repeatable): 'all', a stage name such as "
         "unfold, or a prefix such as detect; later stages rerun when their inputs changed",
@@ -61,7 +60,7 @@ def execute(args: argparse.Namespace, config, run_dir: Path) -> int:
     summary = run_pipeline(
         config,
         run_dir,
-        force=args.force,
+        force=args.force or (),
         device=args.device,
         until=args.until,
         quiet=args.quiet,

@@ -232,13 +232,22 @@ def _gate_story(config: Mapping, comparisons: Mapping) -> str:
                     if not target["validated"]
                     else "it learned its target within the gate"
                 )
-                + (
-                    ", not the data's differences from the simulation, is what the gate "
-                    "sees against the data."
-                    if not target["validated"] and not after["validated"]
-                    else "."
-                )
             )
+            if not after["validated"] and target["validated"]:
+                text += (
+                    ", and the simulation × push is within the gate against the data "
+                    f"(worst χ²/ndf {push['max_chi2_ndf']:.2f}) — but the two residuals "
+                    "add up to more than the gate allows."
+                    if push["validated"]
+                    else "; what fails is the simulation × push itself."
+                )
+            elif not after["validated"]:
+                text += (
+                    ": what the surrogate did not learn is part of what the gate sees "
+                    "against the data."
+                )
+            else:
+                text += "."
         if kind == config["detect"]["surrogate"]:
             text += " The detectors train on its events" + (
                 "."
@@ -270,6 +279,15 @@ def _statistics_note(doc: HtmlReport, ctx, results: Mapping) -> None:
         f"injected signal events among {data['background_passing']:,} background events "
         f"(S/B {fmt(data['s_over_b'])}; {fmt(data['sr_s_over_b'])} in the signal region)."
     )
+    thin = [t for t in ev["eps_b_targets"] if 1 <= n_b * t < ev["min_background"]]
+    if thin:
+        text += (
+            " Here "
+            + "; ".join(
+                f"ε_S at ε_B = {t:g} rests on ≈ {n_b * t:.0f} background events" for t in thin
+            )
+            + "."
+        )
     if n_b < 20000:
         text += (
             " At these sizes the detector figures are statistically weak: read them as "
