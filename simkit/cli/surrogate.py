@@ -128,8 +128,8 @@ def register(sub, common) -> None:
         action="append",
         default=[],
         metavar="COL=KIND",
-        help="override a column's preprocessing: identity, log, logit (0,1) or "
-        "logit:LO:HI (repeatable; default: chosen from the data)",
+        help="override a column's preprocessing: identity, log, log:LO (of x - LO), "
+        "logit (0,1) or logit:LO:HI (repeatable; default: chosen from the data)",
     )
     fit.add_argument(
         "--layers",

@@ -13,6 +13,7 @@ import html
 import json
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from simkit.io import atomic_path
@@ -37,10 +38,20 @@ details{margin:.5em 0}
 """
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """A cell that shows the validation gate's verdict, coloured."""
+
+    validated: bool
+
+    def __str__(self) -> str:
+        return "VALIDATED" if self.validated else "NOT VALIDATED"
+
+
 def fmt(value, digits: int = 4) -> str:
-    """A number as a report shows it: 4 significant digits, booleans as verdicts."""
+    """A number as a report shows it: 4 significant digits; booleans as yes/no."""
     if isinstance(value, bool):
-        return "validated" if value else "not validated"
+        return "yes" if value else "no"
     if value is None:
         return "—"
     if isinstance(value, float):
@@ -69,16 +80,16 @@ class HtmlReport:
     def raw(self, markup: str) -> None:
         self.parts.append(markup)
 
-    def table(
-        self, header: Sequence[str], rows: Sequence[Sequence], css: Mapping | None = None
-    ) -> None:
+    def table(self, header: Sequence[str], rows: Sequence[Sequence]) -> None:
+        """A table; numbers right-aligned, :class:`Verdict` cells coloured."""
         out = ["<table><tr>" + "".join(f"<th>{html.escape(str(h))}</th>" for h in header) + "</tr>"]
         for row in rows:
             cells = []
             for value in row:
                 text = html.escape(fmt(value))
-                if isinstance(value, bool):
-                    cells.append(f'<td class="{"ok" if value else "bad"}">{text}</td>')
+                if isinstance(value, Verdict):
+                    css = "ok" if value.validated else "bad"
+                    cells.append(f'<td class="{css}">{text}</td>')
                 elif isinstance(value, (int, float)):
                     cells.append(f'<td class="num">{text}</td>')
                 else:
@@ -88,14 +99,16 @@ class HtmlReport:
         self.parts.append("".join(out))
 
     def metrics(self, values: Mapping, keys: Sequence[str] | None = None) -> None:
-        """A two-column table of scalar metrics (nested dicts and lists are left out)."""
-        rows = [
-            (k, v)
-            for k, v in values.items()
-            if (keys is None or k in keys) and not isinstance(v, (dict, list))
-        ]
+        """A two-column table of scalar metrics, in the order of ``keys`` when given
+        (nested dicts and lists are left out)."""
+        order = values if keys is None else [k for k in keys if k in values]
+        rows = [(k, values[k]) for k in order if not isinstance(values[k], (dict, list))]
         if rows:
             self.table(["metric", "value"], rows)
+
+    def preformatted(self, text: str) -> None:
+        """Text shown as is (commands, logs)."""
+        self.parts.append(f"<pre>{html.escape(text)}</pre>")
 
     def figure(self, path: str | Path, caption: str = "") -> None:
         path = Path(path)

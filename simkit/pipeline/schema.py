@@ -13,6 +13,7 @@ errors naming the file and the key, with a suggestion for a misspelt key.
 from __future__ import annotations
 
 import difflib
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,7 +49,8 @@ class Key:
         else:
             what = _TYPE_NAMES.get(self.item if self.kind is list else self.kind, "a value")
         if self.choices:
-            what = "one of " + ", ".join(repr(c) for c in self.choices)
+            options = ", ".join(repr(c) for c in self.choices)
+            what = f"a list of {options}" if self.kind is list and not item else f"one of {options}"
         if self.low is not None and self.high is not None:
             what += f" in [{self.low}, {self.high}]"
         elif self.low is not None:
@@ -171,7 +173,7 @@ def markdown_table(sections: Sequence[Section]) -> str:
 
     def walk(section: Section, prefix: str) -> None:
         for k in section.keys:
-            default = "—" if k.default is None else f"`{k.default!r}`".replace("'", '"')
+            default = "—" if k.default is None else f"`{json.dumps(k.default, ensure_ascii=False)}`"
             lines.append(f"| `{prefix}{k.name}` | {k.describe()} | {default} | {k.help} |")
         for sub in section.subsections:
             walk(sub, f"{prefix}{sub.name}.")

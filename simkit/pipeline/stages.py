@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -56,10 +57,15 @@ class Stage:
     inputs: Sequence[Path] = ()
     outputs: Sequence[str] = ()
 
-    def key(self) -> str:
+    def key(self, root: str | os.PathLike | None = None) -> str:
+        """The stage's content key; input paths enter relative to ``root`` (the run
+        folder), so that a run keeps its keys when reached by another path or moved."""
         from simkit import __version__
 
-        inputs = {str(p): content_hash(Path(p)) for p in self.inputs}
+        def name(path) -> str:
+            return os.path.relpath(path, root) if root is not None else str(path)
+
+        inputs = {name(p): content_hash(Path(p)) for p in self.inputs}
         document = {
             "stage": self.name,
             "settings": self.settings,
@@ -85,7 +91,7 @@ def run_stage(
     """Run ``stage`` into ``run_dir/<name>``, or skip it when its key is unchanged."""
     folder = Path(run_dir) / stage.name
     marker = folder / MARKER
-    key = stage.key()
+    key = stage.key(run_dir)
     if not force and marker.exists():
         try:
             done = json.loads(marker.read_text())

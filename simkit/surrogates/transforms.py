@@ -6,8 +6,10 @@ Each column goes through up to three steps, chosen from the data (or overridden)
    ``u ~ U(0, 1)`` when fitting, ``floor`` when generating, so that a continuous model
    describes a discrete variable exactly: ``P(n) = ∫_n^{n+1} p(y) dy`` (Uria et al. 2013,
    arXiv:1306.0186; Theis et al. 2016, arXiv:1511.01844);
-2. a map to the real line: ``log`` for positive columns (masses, pT), ``logit`` for
-   bounded ones (τ ratios in (0, 1), azimuthal angles in (−π, π)), ``identity`` otherwise;
+2. a map to the real line: ``log`` for positive columns (masses, pT; ``log(x − LO)``,
+   written ``log:LO``, for non-negative ones that touch 0, such as the mass of a
+   one-particle jet), ``logit`` for bounded ones (τ ratios in (0, 1), azimuthal angles in
+   (−π, π)), ``identity`` otherwise;
 3. weighted standardization to zero mean and unit variance, because the splines of a
    neural-spline flow are the identity outside ``[-tail_bound, tail_bound]``.
 
@@ -44,13 +46,26 @@ KINDS = ("identity", "log", "logit")
 
 
 def parse_kind(spec: str) -> tuple[str, float, float]:
-    """``log``, ``identity``, ``logit`` (bounds 0, 1) or ``logit:LO:HI`` → (kind, lo, hi)."""
+    """``identity``, ``log`` (of x − 0), ``log:LO`` (of x − LO), ``logit`` (bounds 0, 1) or
+    ``logit:LO:HI`` → (kind, lo, hi)."""
     name, *bounds = str(spec).split(":")
     if name not in KINDS:
-        raise SimkitError(f"unknown transform {spec!r}; use {', '.join(KINDS)} or logit:LO:HI")
+        raise SimkitError(
+            f"unknown transform {spec!r}; use {', '.join(KINDS)}, log:LO or logit:LO:HI"
+        )
+    if name == "log" and len(bounds) == 1:
+        try:
+            lo = float(bounds[0])
+        except ValueError:
+            raise SimkitError(f"transform {spec!r}: the shift must be a number") from None
+        if not math.isfinite(lo):
+            raise SimkitError(f"transform {spec!r}: need a finite shift")
+        return name, lo, 1.0
     if name != "logit":
         if bounds:
-            raise SimkitError(f"transform {spec!r}: only logit takes bounds")
+            raise SimkitError(
+                f"transform {spec!r}: only logit takes bounds (and log one shift: log:LO)"
+            )
         return name, 0.0, 1.0
     if not bounds:
         return name, 0.0, 1.0
@@ -90,10 +105,17 @@ EDGE_MARGIN = 1e-3
 #: Bounds of the logit of an azimuthal angle: π rounded up past float32's π (3.1415927).
 PHI_BOUND = 3.1416
 
+#: A non-negative column that touches 0 gets log(x + s), s this fraction of its median:
+#: small against the bulk (0.1 GeV for a jet mass around 100 GeV). Generated values then
+#: stay above −s, where ``identity`` (the choice before) let a flow generate jet masses
+#: of −200 GeV.
+LOG_SHIFT_FRACTION = 1e-3
+
 
 def choose_kind(values: np.ndarray, dequantize: bool = False, name: str = "") -> str:
     """The map a column gets from its values: ``logit`` inside (0, 1) (``logit:-0.001:1.001``
-    when some values sit on 0 or 1), ``log`` when positive, ``identity`` otherwise; an
+    when some values sit on 0 or 1), ``log`` when positive, ``log:-s`` when non-negative
+    with zeros (s = 10⁻³ × the median), ``identity`` otherwise; an
     azimuthal angle (a column named ``phi…`` with values in [−π, π]) gets
     ``logit:-3.1416:3.1416``, so that its flat distribution with hard edges becomes a
     smooth one on the real line and generated angles stay in range."""
@@ -107,6 +129,10 @@ def choose_kind(values: np.ndarray, dequantize: bool = False, name: str = "") ->
         return f"logit:{-EDGE_MARGIN}:{1 + EDGE_MARGIN}"
     if lowest > 0:
         return "log"
+    if lowest == 0:
+        median = float(np.median(values))
+        if median > 0:
+            return f"log:{-LOG_SHIFT_FRACTION * median:.6g}"
     return "identity"
 
 
@@ -212,14 +238,16 @@ class ColumnTransform(nn.Module):
         return x
 
     def check(self, x: np.ndarray) -> None:
-        """Refuse values outside a column's domain (log: x > 0; logit: LO < x < HI)."""
+        """Refuse values outside a column's domain (log: x > LO, 0 unless shifted;
+        logit: LO < x < HI)."""
         x = np.asarray(x)
         for j in self._log:
-            bad = np.flatnonzero(~(x[:, j] > 0))
+            lo = float(self.low[j])
+            bad = np.flatnonzero(~(x[:, j] > lo))
             if bad.size:
                 raise SimkitError(
                     f"column {self.columns[j]!r} is {x[bad[0], j]} at row {bad[0]}: the log "
-                    "transform needs positive values (override it, e.g. "
+                    f"transform needs values above {lo:g} (override it, e.g. "
                     f"{self.columns[j]}=identity)"
                 )
         for j in self._logit:
@@ -237,7 +265,7 @@ class ColumnTransform(nn.Module):
         y = x.clone()
         logdet = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
         if self._log:
-            v = x[:, self._log]
+            v = x[:, self._log] - self.low[self._log].to(x.dtype)
             y[:, self._log] = torch.log(v)
             logdet = logdet - torch.log(v).sum(1)
         if self._logit:
@@ -260,7 +288,7 @@ class ColumnTransform(nn.Module):
         """Model space → physical values (discrete columns floored back to integers)."""
         x = z * self.std.to(z.dtype) + self.mean.to(z.dtype)
         if self._log:
-            x[:, self._log] = torch.exp(x[:, self._log])
+            x[:, self._log] = torch.exp(x[:, self._log]) + self.low[self._log].to(z.dtype)
         if self._logit:
             lo = self.low[self._logit].to(z.dtype)
             width = self.high[self._logit].to(z.dtype) - lo
@@ -294,5 +322,7 @@ class ColumnTransform(nn.Module):
             kind = self.kinds_[j]
             if kind == "logit":
                 kind = f"logit({float(self.low[j]):g},{float(self.high[j]):g})"
+            elif kind == "log" and float(self.low[j]) != 0.0:
+                kind = f"log(x{-float(self.low[j]):+g})"
             out[name] = kind + (" dequantized" if self.discrete_[j] else "")
         return out

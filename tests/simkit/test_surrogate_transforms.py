@@ -149,3 +149,36 @@ def test_azimuthal_angles_get_a_logit_on_minus_pi_to_pi():
     assert t.describe() == {"phi_j1": "logit(-3.1416,3.1416)"}
     z = t.forward(torch.as_tensor(phi, dtype=torch.float64))[0]
     np.testing.assert_allclose(t.inverse(z).numpy(), phi, atol=1e-6)
+
+
+def test_non_negative_column_touching_zero_gets_a_shifted_log():
+    # the mass of a one-particle jet is 0: one such event must not turn the whole mass
+    # column into `identity` (a flow could then generate negative masses)
+    r = np.random.default_rng(3)
+    mass = r.lognormal(np.log(80.0), 0.5, 3000)
+    mass[7] = 0.0
+    t = ColumnTransform(("m_j2",)).fit(mass[:, None])
+    assert t.kinds_ == ("log",)
+    shift = -float(t.low[0])
+    assert shift == pytest.approx(1e-3 * np.median(mass), rel=1e-5)
+    assert t.describe()["m_j2"] == f"log(x+{shift:g})"
+    x = torch.as_tensor(mass[:, None])
+    z, logdet = t.forward(x)
+    np.testing.assert_allclose(t.inverse(z.clone()).numpy(), mass[:, None], rtol=1e-12, atol=1e-9)
+    # log|dz/dx| equals the autograd derivative, the zero included
+    xg = x.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(t.forward(xg)[0].sum(), xg)
+    np.testing.assert_allclose(logdet.numpy(), np.log(grad.numpy()[:, 0]), rtol=1e-10)
+    # anything the model generates maps back above −shift (−0.08 GeV here), however far
+    # into the tail: no mass of −200 GeV as with `identity`
+    assert -shift < float(t.inverse(torch.full((1, 1), -50.0, dtype=torch.float64))[0, 0]) < 0
+    with pytest.raises(SimkitError, match="needs values above"):
+        t.check(np.array([[-1.0]]))
+
+
+def test_log_shift_spec():
+    assert parse_kind("log") == ("log", 0.0, 1.0)
+    assert parse_kind("log:-0.5") == ("log", -0.5, 1.0)
+    for bad in ("log:x", "log:1:2", "identity:3"):
+        with pytest.raises(SimkitError):
+            parse_kind(bad)

@@ -1,0 +1,981 @@
+"""The default chain, stage by stage, and :func:`run_pipeline` that runs it.
+
+Each stage writes into its own folder of the run folder and reads the files of the
+stages before it; where a ``simkit`` command does the job, the stage runs that very
+command (in this process), so its folder holds what the command writes by hand and
+the report can quote the command:
+
+1. ``sim`` — QCD dijets, the simulation's tune, gen + reco → ``sim.h5``; the chain's
+   end-to-end rate in this run (the anchor of the surrogates' speed-up);
+2. ``data`` — QCD dijets with the data tune and a jet-energy-scale shift, with
+   W' → XY injected at ``s_over_b`` among passing events → ``data.h5`` (reco level
+   only, labels kept for evaluation only); the W' events not injected → ``signal.h5``;
+3. ``surrogate-<kind>`` — a flow (and/or GAN) fitted to the simulation at reco level,
+   conditioned on mjj, and sampled → ``model/``, ``surrogate.h5``;
+4. ``unfold`` — ``simkit unfold`` of the simulation to the data;
+5. ``validated-<kind>`` — the surrogate refitted to the simulation × OmniFold push
+   weights (weighted maximum likelihood), sampled over the validated mjj spectrum and
+   inside the signal region;
+6. ``compare`` — ``simkit compare`` of each candidate against the data (the gate);
+7. ``detect-<model>-<labels>`` — ``simkit detect train`` on validated surrogate events,
+   ``simkit detect score`` of the data and of the signal-only sample;
+8. ``evaluate`` — ROC, SIC, ε_S at ε_B and the bump hunt per detector;
+9. ``report`` — ``report.html`` and ``metrics.json`` at the root of the run folder.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import time
+import zlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from simkit.errors import SimkitError
+from simkit.pipeline.config import SR_COLUMN, load_config
+from simkit.pipeline.stages import Stage, StageResult, run_stage
+
+
+@dataclass
+class RunContext:
+    """What every stage needs: the resolved config, where to write, how to talk."""
+
+    config: dict
+    run_dir: Path
+    device: str
+    quiet: bool
+    log: Callable[[str], None]
+    results: dict[str, StageResult] = field(default_factory=dict)
+
+    def path(self, *parts: str) -> Path:
+        return self.run_dir.joinpath(*parts)
+
+    def seed(self, name: str) -> int:
+        """The seed of one stage: derived from the run's seed and the stage's name, so
+        that stages never share a random stream and a new stage changes no other."""
+        sequence = np.random.SeedSequence([self.config["run"]["seed"], zlib.crc32(name.encode())])
+        return int(sequence.generate_state(1, np.uint32)[0] % (2**31 - 1))
+
+    def quiet_flag(self) -> list[str]:
+        return ["--quiet"] if self.quiet else []
+
+
+def simkit_command(argv: Sequence[Any]) -> str:
+    """Run one ``simkit`` command in this process, as a user would type it.
+
+    Errors propagate as exceptions (a :class:`SimkitError` keeps its one line); returns
+    the command as a shell line for the report.
+    """
+    from simkit.cli import build_parser
+
+    argv = [str(a) for a in argv]
+    line = shlex.join(["simkit", *argv])
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # the pipeline built a command argparse refuses: a bug here
+        raise RuntimeError(f"the pipeline built an invalid command: {line}") from exc
+    status = args.func(args)
+    if status:
+        raise SimkitError(f"`{line}` ended with status {status}")
+    return line
+
+
+# --------------------------------------------------------------------------- 1. sim
+
+
+def _passing(path: Path, level: str = "reco") -> int:
+    from simkit.io import read_sample
+
+    return int(read_sample(path, levels=[level], columns=[SR_COLUMN]).level(level).passed.sum())
+
+
+def stage_sim(ctx: RunContext) -> Stage:
+    gen = ctx.config["generate"]
+    settings = {k: gen[k] for k in ("sim_events", "sim_tune", "min_pt", "pthat_min")}
+    seed = ctx.seed("sim")
+
+    def action(folder: Path) -> dict:
+        from simkit.generators.pythia import generate
+        from simkit.io import inspect
+
+        jobs = ctx.config["run"]["jobs"]
+        path = folder / "sim.h5"
+        t0 = time.perf_counter()
+        generate(
+            "qcd-dijet",
+            gen["sim_events"],
+            seed,
+            tune=gen["sim_tune"],
+            jobs=jobs,
+            output=path,
+            progress=not ctx.quiet,
+            min_pt=gen["min_pt"],
+            pthat_min=gen["pthat_min"],
+        )
+        seconds = time.perf_counter() - t0
+        passing = _passing(path)
+        command = shlex.join(
+            [
+                "simkit",
+                "generate",
+                "qcd-dijet",
+                "--events",
+                str(gen["sim_events"]),
+                "--seed",
+                str(seed),
+                "--tune",
+                gen["sim_tune"],
+                "--min-pt",
+                f"{gen['min_pt']:g}",
+                "--pthat-min",
+                f"{gen['pthat_min']:g}",
+                "--jobs",
+                str(jobs),
+                "-o",
+                str(path),
+            ]
+        )
+        return {
+            "events": gen["sim_events"],
+            "passing_reco": passing,
+            "passing_gen": _passing(path, "gen"),
+            "seconds": seconds,
+            "jobs": jobs,
+            "events_per_second": gen["sim_events"] / seconds,
+            "passing_events_per_second": passing / seconds,
+            "cross_section_pb": inspect(path).provenance.get("cross_section_pb"),
+            "commands": [command],
+        }
+
+    return Stage("sim", action, settings={**settings, "seed": seed}, outputs=["sim.h5"])
+
+
+# --------------------------------------------------------------------------- 2. data
+
+
+def stage_data(ctx: RunContext) -> Stage:
+    gen = ctx.config["generate"]
+    keys = (
+        "data_events",
+        "signal_events",
+        "data_tune",
+        "data_jes",
+        "s_over_b",
+        "mwprime",
+        "mx",
+        "my",
+        "min_pt",
+        "pthat_min",
+    )
+    seeds = {name: ctx.seed(f"data-{name}") for name in ("background", "signal", "mixing")}
+    region = ctx.config["detect"]["signal_region"]
+
+    def action(folder: Path) -> dict:
+        from simkit.events import EventTable, Sample
+        from simkit.generators.pythia import generate
+        from simkit.io import make_provenance, write_sample
+
+        jobs = ctx.config["run"]["jobs"]
+        common = {
+            "tune": gen["data_tune"],
+            "jobs": jobs,
+            "jes": gen["data_jes"],
+            "min_pt": gen["min_pt"],
+            "progress": not ctx.quiet,
+        }
+        background = generate(
+            "qcd-dijet",
+            gen["data_events"],
+            seeds["background"],
+            pthat_min=gen["pthat_min"],
+            **common,
+        )
+        signal = generate(
+            "wprime-xy",
+            gen["signal_events"],
+            seeds["signal"],
+            mwprime=gen["mwprime"],
+            mx=gen["mx"],
+            my=gen["my"],
+            **common,
+        )
+        # data are what the detector recorded: passing reco events, no generator level
+        bkg = background.reco.passing()
+        sig = signal.reco.passing()
+        n_inject = round(gen["s_over_b"] * len(bkg))
+        if n_inject > len(sig):
+            raise SimkitError(
+                f"[generate] s_over_b = {gen['s_over_b']:g} asks for {n_inject} W' events "
+                f"among {len(bkg)} passing background events, but signal_events = "
+                f"{gen['signal_events']} gave only {len(sig)} passing ones: raise signal_events"
+            )
+        rng = np.random.default_rng(seeds["mixing"])
+        order = rng.permutation(len(sig))
+        injected, rest = sig.mask(np.sort(order[:n_inject])), sig.mask(np.sort(order[n_inject:]))
+        mixed = EventTable.concatenate([bkg, injected])
+        mixed = mixed.mask(rng.permutation(len(mixed)))  # no trace of the injection order
+        provenance = make_provenance(
+            "simkit.pipeline.data",
+            seed=seeds["mixing"],
+            what="pseudo-data: QCD dijets (data tune, JES-shifted detector) with W' → XY "
+            "injected; passing reco events only, the generator level dropped (data have no "
+            "truth); /labels kept for evaluation only, never read by training",
+            s_over_b=gen["s_over_b"],
+            background_events=len(bkg),
+            signal_events=n_inject,
+            background=background.provenance,
+            signal=signal.provenance,
+        )
+        write_sample(folder / "data.h5", Sample(reco=mixed), provenance=provenance)
+        signal_provenance = make_provenance(
+            "simkit.pipeline.data",
+            seed=seeds["mixing"],
+            what="the passing W' → XY events not injected into the data (same tune and "
+            "detector): a signal-only sample for ROC statistics, never trained on",
+            signal_events=len(rest),
+            signal=signal.provenance,
+        )
+        write_sample(folder / "signal.h5", Sample(reco=rest), provenance=signal_provenance)
+
+        def in_sr(table: EventTable) -> int:
+            mjj = table.column(SR_COLUMN)
+            return int(((mjj >= region[0]) & (mjj < region[1])).sum())
+
+        sr_bkg, sr_sig = in_sr(bkg), in_sr(injected)
+        return {
+            "background_generated": gen["data_events"],
+            "background_passing": len(bkg),
+            "signal_generated": gen["signal_events"],
+            "signal_passing": len(sig),
+            "signal_injected": n_inject,
+            "signal_test_events": len(rest),
+            "data_events": len(mixed),
+            "s_over_b": n_inject / len(bkg) if len(bkg) else None,
+            "sr_background": sr_bkg,
+            "sr_signal_injected": sr_sig,
+            "sr_s_over_b": sr_sig / sr_bkg if sr_bkg else None,
+            "sr_signal_test": in_sr(rest),
+            "commands": [],
+        }
+
+    return Stage(
+        "data",
+        action,
+        settings={**{k: gen[k] for k in keys}, "signal_region": region, "seeds": seeds},
+        outputs=["data.h5", "signal.h5"],
+    )
+
+
+# --------------------------------------------------------------------------- 3. surrogates
+
+
+def _surrogate_settings(ctx: RunContext, kind: str) -> dict:
+    from simkit.cli.surrogate import _architecture
+
+    options = ctx.config["surrogate"][kind]
+    return {
+        "epochs": options["epochs"],
+        "batch_size": options["batch_size"],
+        "patience": options["patience"],
+        **_architecture(kind, options["layers"], options["hidden"]),
+    }
+
+
+def _fit_and_sample(
+    ctx: RunContext,
+    folder: Path,
+    kind: str,
+    seed: int,
+    samples: Mapping[str, tuple[int, Path]],
+    weights: str | None = None,
+) -> dict:
+    """Fit one surrogate to the simulation, then sample ``{file: (events, contexts)}``,
+    on ``[run] threads`` torch CPU threads."""
+    from simkit.cli.surrogate import fit_surrogate, sample_surrogate
+    from simkit.nn import cpu_threads, resolve_device
+
+    sur = ctx.config["surrogate"]
+    model = folder / "model"
+    threads = ctx.config["run"]["threads"]
+    summary: dict = {}
+    with cpu_threads(threads, ctx.device):
+        fit = fit_surrogate(
+            ctx.path("sim", "sim.h5"),
+            model,
+            kind=kind,
+            columns=sur["columns"],
+            condition=sur["condition"],
+            weights=weights,
+            n_bootstrap=sur["bootstrap"],
+            seed=seed,
+            device=ctx.device,
+            progress=not ctx.quiet,
+            **_surrogate_settings(ctx, kind),
+        )
+        summary.update({f"fit_{k}": v for k, v in fit.items() if not isinstance(v, (list, dict))})
+        for n, (name, (events, contexts)) in enumerate(samples.items()):
+            rate = sample_surrogate(
+                model,
+                folder / name,
+                events,
+                condition_from=contexts,
+                seed=seed + 1 + n,
+                device=ctx.device,
+                progress=not ctx.quiet,
+            )
+            stem = Path(name).stem
+            summary[f"{stem}_events"] = events
+            summary[f"{stem}_events_per_second"] = rate["events_per_second"]
+            summary[f"{stem}_seconds"] = rate["generate_seconds"] + rate["write_seconds"]
+    summary["device"] = str(resolve_device(ctx.device))
+    summary["threads"] = threads
+    return summary
+
+
+def _fit_command(ctx, kind, model, seed, weights=None) -> str:
+    sur = ctx.config["surrogate"]
+    options = sur[kind]
+    argv = ["simkit", "surrogate", "fit", "--kind", kind, "--input", str(ctx.path("sim", "sim.h5"))]
+    argv += ["--columns", *sur["columns"], "--condition", *sur["condition"]]
+    if weights:
+        argv += ["--weights", weights]
+    for flag in ("epochs", "batch_size", "layers", "hidden", "patience"):
+        argv += [f"--{flag.replace('_', '-')}", str(options[flag])]
+    argv += ["--bootstrap", str(sur["bootstrap"]), "--seed", str(seed), "-o", str(model)]
+    return shlex.join(argv)
+
+
+def _sample_command(model, events, contexts, seed, output) -> str:
+    argv = ["simkit", "surrogate", "sample", model, "--events", events]
+    argv += ["--condition-from", contexts, "--seed", seed, "-o", output]
+    return shlex.join(str(a) for a in argv)
+
+
+def stage_surrogate(ctx: RunContext, kind: str) -> Stage:
+    name = f"surrogate-{kind}"
+    sur = ctx.config["surrogate"]
+    seed = ctx.seed(name)
+    sim = ctx.path("sim", "sim.h5")
+    settings = {
+        "kind": kind,
+        "columns": sur["columns"],
+        "condition": sur["condition"],
+        "events": sur["events"],
+        "bootstrap": sur["bootstrap"],
+        kind: sur[kind],
+        "device": ctx.device,
+        "seed": seed,
+    }
+
+    def action(folder: Path) -> dict:
+        # contexts from the simulation's own mjj spectrum: the surrogate as fitted
+        summary = _fit_and_sample(ctx, folder, kind, seed, {"surrogate.h5": (sur["events"], sim)})
+        summary["commands"] = [
+            _fit_command(ctx, kind, folder / "model", seed),
+            _sample_command(
+                folder / "model", sur["events"], sim, seed + 1, folder / "surrogate.h5"
+            ),
+        ]
+        return summary
+
+    return Stage(name, action, settings=settings, inputs=[sim], outputs=["model", "surrogate.h5"])
+
+
+# --------------------------------------------------------------------------- 4. unfold
+
+
+def _unfold_argv(ctx: RunContext, folder: Path, seed: int) -> list:
+    unf, gate = ctx.config["unfold"], ctx.config["compare"]
+    argv = ["unfold", "--sim", ctx.path("sim", "sim.h5"), "--data", ctx.path("data", "data.h5")]
+    if unf["columns"]:
+        argv += ["--columns", *unf["columns"]]
+    argv += ["--iterations", unf["iterations"], "--failed-reco", unf["failed_reco"]]
+    argv += ["--ensemble", unf["ensemble"], "--epochs", unf["epochs"]]
+    argv += ["--batch-size", unf["batch_size"], "--seed", seed, "--device", ctx.device]
+    argv += ["--max-auc", gate["max_auc"], "--max-chi2-ndf", gate["max_chi2_ndf"]]
+    argv += ["--bins", gate["bins"], "-o", folder, *ctx.quiet_flag()]
+    return argv
+
+
+def stage_unfold(ctx: RunContext) -> Stage:
+    seed = ctx.seed("unfold")
+    settings = {
+        "unfold": ctx.config["unfold"],
+        "gate": ctx.config["compare"],
+        "device": ctx.device,
+        "seed": seed,
+    }
+
+    def action(folder: Path) -> dict:
+        import json
+
+        command = simkit_command(_unfold_argv(ctx, folder, seed))
+        metrics = json.loads((folder / "metrics.json").read_text())
+        keep = ("before_auc", "before_max_chi2_ndf", "before_validated", "after_auc")
+        keep += ("after_max_chi2_ndf", "after_validated", "ess_final", "seconds_unfold")
+        return {**{k: metrics[k] for k in keep}, "commands": [command]}
+
+    return Stage(
+        "unfold",
+        action,
+        settings=settings,
+        inputs=[ctx.path("sim", "sim.h5"), ctx.path("data", "data.h5")],
+        outputs=["weights.h5", "reweighter", "metrics.json"],
+    )
+
+
+# --------------------------------------------------------------------------- 5. validated
+
+
+def push_weights_spec(ctx: RunContext) -> str:
+    """The unfolded weights as a ``FILE:DATASET`` spec (a 2-D dataset gives its last row)."""
+    return f"{ctx.path('unfold', 'weights.h5')}:omnifold/push"
+
+
+def write_contexts(ctx: RunContext, folder: Path) -> tuple[Path, Path]:
+    """The validated spectrum of the conditioning columns: the simulation's passing reco
+    events with weights MC × push, over everything and inside the signal region."""
+    from simkit.events import Sample
+    from simkit.io import make_provenance, read_sample, read_weights, write_sample
+
+    condition = ctx.config["surrogate"]["condition"]
+    sim = read_sample(ctx.path("sim", "sim.h5"), levels=["reco"], columns=condition).reco
+    push = read_weights(push_weights_spec(ctx), len(sim))
+    validated = sim.with_weights(sim.weights * push).passing()
+    validated = validated.mask(validated.weights > 0)
+    low, high = ctx.config["detect"]["signal_region"]
+    mjj = validated.column(SR_COLUMN)
+    paths = []
+    for name, rows in (
+        ("contexts.h5", slice(None)),
+        ("contexts_sr.h5", (mjj >= low) & (mjj < high)),
+    ):
+        table = validated.mask(rows)
+        if len(table) == 0:
+            raise SimkitError(f"no simulated event with weight > 0 for {name}")
+        provenance = make_provenance(
+            "simkit.pipeline.validated",
+            what="conditioning columns of the simulation's passing reco events, weighted "
+            "with MC × OmniFold push weights" + (" (signal region)" if "sr" in name else ""),
+            sim=str(ctx.path("sim", "sim.h5")),
+            weights=push_weights_spec(ctx),
+        )
+        paths.append(write_sample(folder / name, Sample(reco=table), provenance=provenance))
+    return paths[0], paths[1]
+
+
+def stage_validated(ctx: RunContext, kind: str) -> Stage:
+    name = f"validated-{kind}"
+    sur = ctx.config["surrogate"]
+    seed = ctx.seed(name)
+    settings = {
+        "kind": kind,
+        "columns": sur["columns"],
+        "condition": sur["condition"],
+        "events": sur["events"],
+        "sr_events": sur["sr_events"],
+        "bootstrap": sur["bootstrap"],
+        kind: sur[kind],
+        "signal_region": ctx.config["detect"]["signal_region"],
+        "device": ctx.device,
+        "seed": seed,
+    }
+
+    def action(folder: Path) -> dict:
+        contexts, contexts_sr = write_contexts(ctx, folder)
+        samples = {
+            "surrogate.h5": (sur["events"], contexts),
+            "surrogate_sr.h5": (sur["sr_events"], contexts_sr),
+        }
+        weights = push_weights_spec(ctx)
+        summary = _fit_and_sample(ctx, folder, kind, seed, samples, weights=weights)
+        model = folder / "model"
+        summary["commands"] = [
+            _fit_command(ctx, kind, model, seed, weights),
+            _sample_command(model, sur["events"], contexts, seed + 1, folder / "surrogate.h5"),
+            _sample_command(
+                model, sur["sr_events"], contexts_sr, seed + 2, folder / "surrogate_sr.h5"
+            ),
+        ]
+        return summary
+
+    return Stage(
+        name,
+        action,
+        settings=settings,
+        inputs=[ctx.path("sim", "sim.h5"), ctx.path("unfold", "weights.h5")],
+        outputs=["model", "surrogate.h5", "surrogate_sr.h5", "contexts.h5", "contexts_sr.h5"],
+    )
+
+
+# --------------------------------------------------------------------------- 6. compare
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One candidate against a reference (the data unless said) through the gate."""
+
+    name: str
+    title: str
+    candidate: Path
+    weights: str | None = None
+    columns: tuple[str, ...] | None = None
+    after: bool = False  # a corrected sample (reported as "after")
+    reference: Path | None = None  # None: the data
+    reference_weights: str | None = None
+    reference_title: str = "data"
+
+
+def comparisons(ctx: RunContext) -> list[Comparison]:
+    """Every comparison of the ``compare`` stage, in report order."""
+    sim = ctx.path("sim", "sim.h5")
+    unfold_columns = ctx.config["unfold"]["columns"]
+    sim_columns = tuple(unfold_columns) if unfold_columns else None
+    push = f"{ctx.path('unfold', 'weights.h5')}:omnifold/push"
+    out = [
+        Comparison("sim-before", "simulation", sim, columns=sim_columns),
+        Comparison(
+            "sim-push",
+            "simulation × push (unfolded, gen-level weights)",
+            sim,
+            push,
+            sim_columns,
+            after=True,
+        ),
+    ]
+    if ctx.config["compare"]["pull"]:
+        out.append(
+            Comparison(
+                "sim-pull",
+                "simulation × pull (step-1 reco-level weights)",
+                sim,
+                f"{ctx.path('unfold', 'weights.h5')}:omnifold/pull",
+                sim_columns,
+                after=True,
+            )
+        )
+    sur = ctx.config["surrogate"]
+    columns = tuple(dict.fromkeys([*sur["condition"], *sur["columns"]]))
+    for kind in sur["kinds"]:
+        before = ctx.path(f"surrogate-{kind}", "surrogate.h5")
+        validated = ctx.path(f"validated-{kind}", "surrogate.h5")
+        out += [
+            Comparison(f"{kind}-before", f"{kind} surrogate", before, columns=columns),
+            Comparison(
+                f"{kind}-validated",
+                f"validated {kind} surrogate (refitted to simulation × push)",
+                validated,
+                columns=columns,
+                after=True,
+            ),
+            # against its own target: what the surrogate failed to learn, apart from
+            # what the data and the simulation disagree on
+            Comparison(
+                f"{kind}-target",
+                f"validated {kind} surrogate",
+                validated,
+                columns=columns,
+                after=True,
+                reference=sim,
+                reference_weights=push,
+                reference_title="its target: simulation × push",
+            ),
+        ]
+    return out
+
+
+def stage_compare(ctx: RunContext) -> Stage:
+    seed = ctx.seed("compare")
+    gate = ctx.config["compare"]
+    todo = comparisons(ctx)
+    data = ctx.path("data", "data.h5")
+    candidates = dict.fromkeys(c.candidate for c in todo)
+    inputs = [data, ctx.path("sim", "sim.h5"), *candidates, ctx.path("unfold", "weights.h5")]
+
+    def action(folder: Path) -> dict:
+        import json
+
+        summary: dict = {"comparisons": {}, "commands": []}
+        for item in todo:
+            out = folder / item.name
+            argv = ["compare", "--reference", item.reference or data]
+            if item.reference_weights:
+                argv += ["--reference-weights", item.reference_weights]
+            argv += ["--candidate", item.candidate]
+            if item.weights:
+                argv += ["--candidate-weights", item.weights]
+            if item.columns:
+                argv += ["--columns", *item.columns]
+            argv += ["--max-auc", gate["max_auc"], "--max-chi2-ndf", gate["max_chi2_ndf"]]
+            argv += ["--bins", gate["bins"], "--bootstrap", gate["bootstrap"]]
+            argv += ["--seed", seed, "--device", ctx.device, "-o", out, *ctx.quiet_flag()]
+            summary["commands"].append(simkit_command(argv))
+            metrics = json.loads((out / "metrics.json").read_text())
+            summary["comparisons"][item.name] = {
+                "title": item.title,
+                "reference": item.reference_title,
+                "after": item.after,
+                **{
+                    k: metrics[k]
+                    for k in (
+                        "auc",
+                        "auc_low",
+                        "auc_high",
+                        "max_chi2_ndf",
+                        "worst_column",
+                        "n_reference",
+                        "n_candidate",
+                        "ess_candidate",
+                        "validated",
+                    )
+                },
+            }
+        return summary
+
+    settings = {"gate": gate, "device": ctx.device, "seed": seed}
+    settings["comparisons"] = [
+        [c.name, c.columns, c.weights and c.weights.rpartition(":")[2], c.reference_title]
+        for c in todo
+    ]
+    return Stage(
+        "compare",
+        action,
+        settings=settings,
+        inputs=inputs,
+        outputs=[f"{c.name}/metrics.json" for c in todo],
+    )
+
+
+# --------------------------------------------------------------------------- 7. detect
+
+
+def detector_names(config: Mapping) -> list[tuple[str, str]]:
+    """(model, label option) of every detector, in config order."""
+    return [(m, lab) for m in config["detect"]["models"] for lab in config["detect"]["labels"]]
+
+
+def _region_arg(window: Sequence[float]) -> str:
+    return f"{window[0]:g}:{window[1]:g}"
+
+
+def stage_detect(ctx: RunContext, model: str, labels: str) -> Stage:
+    name = f"detect-{model}-{labels}"
+    det = ctx.config["detect"]
+    seed = ctx.seed(name)
+    validated = ctx.path(f"validated-{det['surrogate']}")
+    # labels = all trains on validated background events inside the signal region (where
+    # the data are scored); sideband and tag-and-probe choose from the whole spectrum
+    training = validated / ("surrogate_sr.h5" if labels == "all" else "surrogate.h5")
+    data, signal = ctx.path("data", "data.h5"), ctx.path("data", "signal.h5")
+
+    def action(folder: Path) -> dict:
+        import json
+
+        det_dir = folder / "model"
+        argv = ["detect", "train", "--input", training, "--model", model, "--labels", labels]
+        argv += ["--signal-region", _region_arg(det["signal_region"])]
+        if det["sidebands"]:
+            argv += ["--sidebands", _region_arg(det["sidebands"])]
+        if det["features"]:
+            argv += ["--features", *det["features"]]
+        argv += ["--tag", det["tag"], "--epochs", det["epochs"], "--latent", det["latent"]]
+        argv += ["--beta", det["beta"], "--patience", det["patience"]]
+        argv += ["--seed", seed, "--device", ctx.device, "-o", det_dir, *ctx.quiet_flag()]
+        commands = [simkit_command(argv)]
+        for source, output in ((data, "scores_data.h5"), (signal, "scores_signal.h5")):
+            argv = ["detect", "score", det_dir, "--input", source, "--device", ctx.device]
+            commands.append(simkit_command([*argv, "-o", folder / output, *ctx.quiet_flag()]))
+        metrics = json.loads((det_dir / "metrics.json").read_text())
+        return {
+            "model": model,
+            "labels": labels,
+            "score": metrics["score"],
+            "features": metrics["features"],
+            "training_file": str(training),
+            "training_examples": metrics["labels_training_examples"],
+            "kept_events": metrics["labels_kept_events"],
+            "train_epochs": metrics["train_epochs"],
+            "train_seconds": metrics["train_seconds"],
+            "commands": commands,
+        }
+
+    settings = {
+        "model": model,
+        "labels": labels,
+        "detect": {k: v for k, v in det.items() if k not in ("models", "labels")},
+        "device": ctx.device,
+        "seed": seed,
+    }
+    return Stage(
+        name,
+        action,
+        settings=settings,
+        inputs=[training, data, signal],
+        outputs=["model", "scores_data.h5", "scores_signal.h5"],
+    )
+
+
+# --------------------------------------------------------------------------- 8. evaluate
+
+
+def evaluate_detector(ctx: RunContext, detector_dir: Path, out: Path) -> dict:
+    """ROC on the signal region, the bump hunt on the data; metrics and plots into ``out``.
+
+    The ROC takes the data's background events in the signal region against every
+    signal event there — those injected into the data *and* those of the signal-only
+    sample — so that ε_S rests on more than the few injected events; ε_B comes from the
+    data's background alone. The cut for the bump hunt is fixed on the data themselves
+    (``target_eps_b`` of all data events; labels never enter), and the bump hunt fits
+    the data's mjj spectrum after it.
+    """
+    from detectors.evaluate import evaluate
+    from detectors.labels import SignalRegion
+    from simkit.cli.detect import _choose_score, _read_scored
+    from simkit.io import inspect, write_json
+    from simkit.plotting import pyplot, savefig
+
+    ev, det = ctx.config["evaluate"], ctx.config["detect"]
+    data_path, signal_path = detector_dir / "scores_data.h5", detector_dir / "scores_signal.h5"
+    score = _choose_score(inspect(data_path), None, data_path)
+    scores, weights, labels, mjj = _read_scored(data_path, score, "reco", SR_COLUMN)
+    sig_scores, sig_weights, _, sig_mjj = _read_scored(signal_path, score, "reco", SR_COLUMN)
+    sidebands = det["sidebands"] or (-np.inf, np.inf)
+    region = SignalRegion(SR_COLUMN, *det["signal_region"], *sidebands)
+    in_sr, sig_in_sr = region.inside(mjj), region.inside(sig_mjj)
+    common = {
+        "min_background": ev["min_background"],
+        "eps_b_targets": ev["eps_b_targets"],
+        "target_eps_b": ev["target_eps_b"],
+        "calibration_scores": scores,
+        "calibration_weights": weights,
+        "score_name": score,
+    }
+    roc = evaluate(
+        np.concatenate([scores[in_sr], sig_scores[sig_in_sr]]),
+        labels=np.concatenate([labels[in_sr], np.ones(int(sig_in_sr.sum()), np.int8)]),
+        weights=np.concatenate([weights[in_sr], sig_weights[sig_in_sr]]),
+        roc_events="all",
+        **common,
+    )
+    hunt = evaluate(
+        scores,
+        labels=labels,
+        weights=weights,
+        mjj=mjj,
+        signal_region=region,
+        bin_width=ev["bin_width"],
+        mjj_range=tuple(ev["mjj_range"]) if ev["mjj_range"] else None,
+        **common,
+    )
+    metrics = hunt.metrics()
+    metrics["auc_injected_only"] = metrics.pop("auc")
+    metrics["max_sic_injected_only"] = metrics.pop("max_sic")
+    for key in ("eps_s_at_eps_b", "eps_s_at_eps_b_error", "background_events_at_eps_b"):
+        metrics.pop(key, None)
+    if roc.performance is not None:
+        metrics.update(roc.performance.metrics())
+    else:
+        metrics.update(auc=None, max_sic=None, eps_s_at_eps_b=None)
+    # the ROC's evaluation has no mjj on purpose (the bump hunt is the data's): drop its
+    # "no bump hunt" note, keep every other
+    roc_notes = [n for n in roc.notes if "bump hunt" not in n]
+    metrics["notes"] = list(dict.fromkeys([*roc_notes, *hunt.notes]))
+    metrics.update(
+        roc_events="data background in the signal region + every signal event there "
+        "(injected and signal-only sample)",
+        roc_background_events=int((labels[in_sr] == 0).sum()),
+        roc_signal_injected=int((labels[in_sr] == 1).sum()),
+        roc_signal_test=int(sig_in_sr.sum()),
+        data_events=len(scores),
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    roc.save_plots(out)  # roc.png, sic.png, scores.png (signal-region events, with the cut)
+    if hunt.bump is not None:
+        plt = pyplot()
+        fig, (ax, ax_pull) = plt.subplots(
+            2, 1, figsize=(6, 6), sharex=True, gridspec_kw={"height_ratios": (3, 1)}
+        )
+        hunt.bump.plot(ax, ax_pull)
+        savefig(fig, out / "bump_hunt.png")
+    write_json(out / "metrics.json", {"scores": str(data_path), **metrics})
+    return metrics
+
+
+def stage_evaluate(ctx: RunContext) -> Stage:
+    names = detector_names(ctx.config)
+    folders = {f"{m}-{lab}": ctx.path(f"detect-{m}-{lab}") for m, lab in names}
+    inputs = [f / s for f in folders.values() for s in ("scores_data.h5", "scores_signal.h5")]
+
+    def action(folder: Path) -> dict:
+        summary: dict = {"detectors": {}}
+        for name, det_dir in folders.items():
+            metrics = evaluate_detector(ctx, det_dir, folder / name)
+            summary["detectors"][name] = {
+                k: metrics.get(k)
+                for k in (
+                    "score",
+                    "auc",
+                    "max_sic",
+                    "max_sic_error",
+                    "max_sic_eps_s",
+                    "max_sic_eps_b",
+                    "eps_s_at_eps_b",
+                    "eps_s_at_eps_b_error",
+                    "auc_injected_only",
+                    "signal_events",
+                    "background_events",
+                    "roc_signal_injected",
+                    "roc_signal_test",
+                    "bump_z_local",
+                    "bump_z_local_before_cut",
+                    "bump_observed_sr",
+                    "bump_expected_sr",
+                    "bump_expected_sr_error",
+                    "cut_pass_fraction",
+                    "notes",
+                )
+            }
+        return summary
+
+    settings = {"evaluate": ctx.config["evaluate"], "detect": ctx.config["detect"]}
+    outputs = [f"{name}/metrics.json" for name in folders]
+    return Stage("evaluate", action, settings=settings, inputs=inputs, outputs=outputs)
+
+
+# --------------------------------------------------------------------------- 9. report
+
+
+def stage_report(ctx: RunContext, warnings: Sequence[str]) -> Stage:
+    from simkit.pipeline.stages import MARKER
+
+    def action(folder: Path) -> dict:
+        from simkit.pipeline.report import write_report
+
+        summary = write_report(ctx, warnings)
+        return {"headline": summary}
+
+    markers = [ctx.path(name, MARKER) for name in ctx.results]
+    return Stage(
+        "report",
+        action,
+        settings={"warnings": list(warnings), "config": ctx.config},
+        inputs=markers,
+        outputs=["../report.html", "../metrics.json"],
+    )
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def stage_names(config: Mapping) -> list[str]:
+    """Every stage of a config, in the order they run."""
+    kinds = config["surrogate"]["kinds"]
+    return [
+        "sim",
+        "data",
+        *(f"surrogate-{k}" for k in kinds),
+        "unfold",
+        *(f"validated-{k}" for k in kinds),
+        "compare",
+        *(f"detect-{m}-{lab}" for m, lab in detector_names(config)),
+        "evaluate",
+        "report",
+    ]
+
+
+def _factories(ctx: RunContext, warnings: Sequence[str]) -> list[tuple[str, Callable[[], Stage]]]:
+    kinds = ctx.config["surrogate"]["kinds"]
+    out: list[tuple[str, Callable[[], Stage]]] = [
+        ("sim", lambda: stage_sim(ctx)),
+        ("data", lambda: stage_data(ctx)),
+    ]
+    out += [(f"surrogate-{k}", lambda k=k: stage_surrogate(ctx, k)) for k in kinds]
+    out.append(("unfold", lambda: stage_unfold(ctx)))
+    out += [(f"validated-{k}", lambda k=k: stage_validated(ctx, k)) for k in kinds]
+    out.append(("compare", lambda: stage_compare(ctx)))
+    out += [
+        (f"detect-{m}-{lab}", lambda m=m, lab=lab: stage_detect(ctx, m, lab))
+        for m, lab in detector_names(ctx.config)
+    ]
+    out.append(("evaluate", lambda: stage_evaluate(ctx)))
+    out.append(("report", lambda: stage_report(ctx, warnings)))
+    return out
+
+
+def _matches(name: str, patterns: Iterable[str]) -> bool:
+    """``all``, a stage's name, or the part before its first ``-`` (``detect``)."""
+    return any(p in ("all", name) or name.startswith(f"{p}-") for p in patterns)
+
+
+def _check_stage_patterns(patterns: Iterable[str], names: Sequence[str], flag: str) -> None:
+    for pattern in patterns:
+        if not any(_matches(n, [pattern]) for n in names):
+            raise SimkitError(
+                f"{flag} {pattern!r} names no stage; stages: all, {', '.join(names)} "
+                "(or a prefix such as detect)"
+            )
+
+
+def run_pipeline(
+    config: str | os.PathLike | Mapping[str, Any],
+    run_dir: str | os.PathLike,
+    *,
+    force: Sequence[str] = (),
+    device: str | None = None,
+    until: str | None = None,
+    quiet: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> dict:
+    """Run the chain of ``config`` (a TOML path or a parsed document) into ``run_dir``.
+
+    Stages whose settings and input files are unchanged since they last finished are
+    skipped, so a second call resumes an interrupted run. ``force`` reruns stages
+    (``"all"``, a name such as ``"unfold"``, or a prefix such as ``"detect"``); stages
+    after them rerun when their inputs changed. ``device`` overrides ``[run] device``;
+    ``until`` stops after that stage. Returns the run's summary: the headline numbers
+    (also in ``run_dir/metrics.json``), each stage's summary and time, the warnings,
+    and the report's path.
+
+    >>> summary = run_pipeline("examples/demo.toml", "runs/demo")  # doctest: +SKIP
+    >>> summary["headline"]["validated_flow_validated"]  # doctest: +SKIP
+    """
+    from simkit.io import write_json
+
+    resolved, warnings = load_config(config)
+    if device is not None:
+        resolved["run"]["device"] = device
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise SimkitError(f"{run_dir}: exists and is not a folder")
+    names = stage_names(resolved)
+    _check_stage_patterns(force, names, "--force")
+    if until is not None:
+        _check_stage_patterns([until], names, "--until")
+    say = (lambda _: None) if quiet else (log or print)
+    ctx = RunContext(resolved, run_dir, resolved["run"]["device"], quiet, say)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / "config.json", resolved)
+    for warning in warnings:
+        say(f"warning: {warning}")
+    t0 = time.perf_counter()
+    for name, factory in _factories(ctx, warnings):
+        stage = factory()
+        ctx.results[name] = run_stage(stage, run_dir, force=_matches(name, force), log=say)
+        if until is not None and _matches(name, [until]):
+            break
+    return {
+        "run_dir": str(run_dir),
+        "report": str(run_dir / "report.html") if "report" in ctx.results else None,
+        "headline": ctx.results["report"].summary["headline"] if "report" in ctx.results else {},
+        "stages": {
+            name: {"seconds": r.seconds, "skipped": r.skipped, "summary": r.summary}
+            for name, r in ctx.results.items()
+        },
+        "warnings": warnings,
+        "seconds": time.perf_counter() - t0,
+    }

@@ -1,0 +1,109 @@
+"""The whole chain end to end on tiny sizes: an interrupted run resumes, a finished one
+skips every stage, and the report is one self-contained file with the summary first."""
+
+import json
+import re
+
+import pytest
+
+import simkit.pipeline.chain as chain
+from simkit.cli import main
+from simkit.pipeline import run_pipeline, stage_names
+from simkit.pipeline.report import HEADLINE_KEYS
+
+#: Small enough for the default test run (~20 s on two free cores): the numbers mean
+#: nothing at this size, the test checks that every stage runs and hands files on.
+TINY = {
+    "run": {"seed": 3, "jobs": 1, "device": "cpu"},
+    "generate": {"sim_events": 500, "data_events": 500, "signal_events": 250, "s_over_b": 0.05},
+    "surrogate": {"events": 1500, "sr_events": 800, "bootstrap": 0},
+    "unfold": {"iterations": 1, "epochs": 5},
+    "compare": {"bootstrap": 0},
+    "detect": {"epochs": 3},
+    "evaluate": {"target_eps_b": 0.1, "min_background": 5, "bin_width": 200.0},
+}
+TINY["surrogate"]["flow"] = {"epochs": 2, "layers": 2, "hidden": 16}
+
+
+class Interrupted(KeyboardInterrupt):
+    """Stands for Ctrl-C in the middle of a stage."""
+
+
+def _markers(run_dir):
+    return {p.parent.name for p in run_dir.glob("*/stage.json")}
+
+
+def test_interrupted_run_resumes_then_skips_everything(tmp_path, monkeypatch):
+    run_dir = tmp_path / "run"
+    names = stage_names(chain.load_config(TINY)[0])
+
+    def interrupt(*args, **kwargs):
+        raise Interrupted
+
+    monkeypatch.setattr(chain, "evaluate_detector", interrupt)
+    with pytest.raises(Interrupted):
+        run_pipeline(TINY, run_dir, quiet=True)
+    done_before = names[: names.index("evaluate")]
+    assert _markers(run_dir) == set(done_before)  # the interrupted stage left no marker
+    assert not (run_dir / "report.html").exists()
+    monkeypatch.undo()
+
+    resumed = run_pipeline(TINY, run_dir, quiet=True)
+    ran = {name for name, stage in resumed["stages"].items() if not stage["skipped"]}
+    assert ran == {"evaluate", "report"}  # finished stages were not redone
+    assert list(resumed["stages"]) == names
+
+    again = run_pipeline(TINY, run_dir, quiet=True)
+    assert all(stage["skipped"] for stage in again["stages"].values())
+    assert again["headline"] == resumed["headline"]
+
+    # the report: one file, summary first, images inside, nothing fetched from elsewhere
+    text = (run_dir / "report.html").read_text()
+    summary = text.index("<h2>Summary</h2>")
+    assert summary < text.index("1. Simulation")
+    for heading in ("speed-up over the Pythia chain", "Validation gate", "Detectors"):
+        assert summary < text.index(heading) < text.index("1. Simulation")
+    assert text.count("data:image/png;base64,") >= 15
+    assert not re.search(r"""(src|href)=["']?(https?:|//|file:)""", text)
+    assert "<script" not in text and "<link" not in text
+    assert "statistically weak" in text  # honest at this size
+    assert "NOT VALIDATED" in text or "VALIDATED" in text
+
+    headline = json.loads((run_dir / "metrics.json").read_text())
+    assert headline == resumed["headline"]
+    assert headline["surrogate_flow_speed_up"] > 1
+    for name in ("sim_before", "sim_push", "sim_pull", "flow_before", "flow_validated"):
+        assert isinstance(headline[f"gate_{name}_validated"], bool)
+    assert isinstance(headline["gate_flow_target_validated"], bool)
+    # every key is one the README documents (patterns such as gate_<comparison>_auc)
+    patterns = [re.sub("<[^>]+>", "[a-z0-9_.+-]+", re.escape(k)) for k in HEADLINE_KEYS]
+    for key in headline:
+        assert any(re.fullmatch(p, key) for p in patterns), key
+    for labels in ("all", "sideband", "tag_and_probe"):
+        assert 0.0 <= headline[f"detector_vae_{labels}_auc"] <= 1.0
+
+    # the data hold reco events only, the signal at the asked S/B
+    from simkit.io import inspect, read_sample
+
+    info = inspect(run_dir / "data" / "data.h5")
+    assert set(info.levels) == {"reco"} and info.has_labels
+    data = read_sample(run_dir / "data" / "data.h5")
+    n_signal = int((data.labels == 1).sum())
+    assert n_signal == round(0.05 * int((data.labels == 0).sum()))
+
+    # the command line on the finished run: every stage skipped, the report named
+    assert main(["run", "--quiet", "-o", str(run_dir), str(_write_toml(tmp_path))]) == 0
+
+
+def _write_toml(tmp_path):
+    lines = []
+    for section, values in TINY.items():
+        nested = {k: v for k, v in values.items() if isinstance(v, dict)}
+        lines.append(f"[{section}]")
+        lines += [f"{k} = {json.dumps(v)}" for k, v in values.items() if k not in nested]
+        for name, table in nested.items():
+            lines.append(f"[{section}.{name}]")
+            lines += [f"{k} = {json.dumps(v)}" for k, v in table.items()]
+    path = tmp_path / "tiny.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
