@@ -212,7 +212,7 @@ def plot_sic(perf: Performance, ax=None, label: str | None = None):
         ax.plot([perf.tpr[k]], [perf.max_sic], "*", ms=12, color=line.get_color())
     ax.axhline(1.0, ls=":", color="grey")
     ax.set_xlabel(r"signal efficiency $\epsilon_S$")
-    ax.set_ylabel(r"SIC $\epsilon_S/\sqrt{\epsilon_B}$")
+    ax.set_ylabel("SIC  ε$_S$ / √ε$_B$")
     ax.set_title(f"points with ≥ {perf.min_background} background events")
     ax.set_xlim(0, 1)
     ax.legend()

