@@ -10,14 +10,16 @@ import time
 from pathlib import Path
 
 from simkit.cli import (
-    _Formatter,
     add_device,
     add_output,
     add_seed,
     fraction,
+    non_negative_float,
     positive_float,
     positive_int,
     say,
+    subparser,
+    widths,
 )
 from simkit.errors import SimkitError
 
@@ -25,10 +27,10 @@ LEVELS = ("reco", "gen")
 
 
 def register(sub, common) -> None:
-    parser = sub.add_parser(
+    parser = subparser(
+        sub,
         "detect",
-        parents=[common],
-        formatter_class=_Formatter,
+        common,
         help="anomaly detectors: train (AE/VAE, CWoLa, supervised), score, evaluate",
         description="Anomaly detectors on dijet events.\n"
         "  train     train an AE/VAE (or a classifier) with a label strategy\n"
@@ -42,43 +44,11 @@ def register(sub, common) -> None:
     _register_evaluate(actions, common)
 
 
-def _action(actions, name, common, help_text, description=None):
-    return actions.add_parser(
-        name,
-        parents=[common],
-        help=help_text,
-        description=description or help_text,
-        formatter_class=_Formatter,
-    )
-
-
 def _names(values: list[str] | None) -> list[str] | None:
     """``--features a,b c`` → [a, b, c]."""
     if not values:
         return None
     return [v.strip() for item in values for v in item.split(",") if v.strip()]
-
-
-def _hidden(text: str) -> tuple[int, ...]:
-    try:
-        widths = tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"widths must be integers like 64,64, got {text!r}"
-        ) from None
-    if not widths or min(widths) < 1:
-        raise argparse.ArgumentTypeError(f"widths must be positive integers, got {text!r}")
-    return widths
-
-
-def _non_negative(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number ≥ 0, got {text}")
-    return value
 
 
 def _add_threads(p) -> None:
@@ -117,7 +87,7 @@ def _region(args):
 
 
 def _register_train(actions, common) -> None:
-    p = _action(
+    p = subparser(
         actions,
         "train",
         common,
@@ -188,7 +158,7 @@ def _register_train(actions, common) -> None:
     g.add_argument("--latent", type=positive_int, default=4, help="latent size (ae, vae)")
     g.add_argument(
         "--hidden",
-        type=_hidden,
+        type=widths,
         default=(64, 64),
         help="hidden widths, e.g. 64,64 (the decoder mirrors the encoder)",
     )
@@ -196,7 +166,10 @@ def _register_train(actions, common) -> None:
         "--activation", default="silu", choices=("silu", "relu", "gelu", "tanh", "leaky_relu")
     )
     g.add_argument(
-        "--beta", type=_non_negative, default=1.0, help="β of the VAE's KL term (0 turns it off)"
+        "--beta",
+        type=non_negative_float,
+        default=1.0,
+        help="β of the VAE's KL term (0 turns it off)",
     )
     g.add_argument(
         "--score",
@@ -344,7 +317,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def _register_score(actions, common) -> None:
-    p = _action(
+    p = subparser(
         actions,
         "score",
         common,
@@ -442,7 +415,7 @@ def run_score(args: argparse.Namespace) -> int:
 
 
 def _register_evaluate(actions, common) -> None:
-    p = _action(
+    p = subparser(
         actions,
         "evaluate",
         common,

@@ -11,14 +11,14 @@ import time
 
 import numpy as np
 
-from simkit.cli import _Formatter, add_output, add_seed, positive_float, positive_int, say
+from simkit.cli import add_output, add_seed, positive_float, positive_int, say, subparser
 
 
 def register(sub, common) -> None:
-    parser = sub.add_parser(
+    parser = subparser(
+        sub,
         "generate",
-        parents=[common],
-        formatter_class=_Formatter,
+        common,
         help="generate events into an event file (toy problems, Pythia 8)",
         description="Generate events into an HDF5 event file. Processes:\n"
         "  gaussian        the OmniFold Gaussian reference problem\n"
@@ -40,13 +40,7 @@ def register(sub, common) -> None:
             "efficiency below one and 10%% fakes (pass masks used)",
         ),
     ):
-        p = processes.add_parser(
-            name,
-            parents=[common],
-            help=help_text,
-            description=help_text,
-            formatter_class=_Formatter,
-        )
+        p = subparser(processes, name, common, help_text)
         _toy_options(p)
         p.set_defaults(func=run_toy)
     _pythia_parsers(processes, common)
@@ -119,12 +113,12 @@ def _pythia_parsers(processes, common) -> None:
     )
     for name in PROCESSES:
         process = PROCESSES[name]
-        p = processes.add_parser(
+        p = subparser(
+            processes,
             name,
-            parents=[common],
+            common,
             help=f"Pythia 8: {process.description}",
             description=f"{process.description}.\n\n{chain}",
-            formatter_class=_Formatter,
         )
         p.add_argument("-n", "--events", type=positive_int, default=10_000, help="number of events")
         add_seed(p)

@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 
 from simkit.cli import (
-    _Formatter,
     add_device,
     add_output,
     add_seed,
@@ -29,6 +28,7 @@ from simkit.cli import (
     positive_float,
     positive_int,
     say,
+    subparser,
 )
 from simkit.errors import SimkitError
 
@@ -62,20 +62,20 @@ FIT_METRICS = {
 
 
 def register(sub, common) -> None:
-    parser = sub.add_parser(
+    parser = subparser(
+        sub,
         "surrogate",
-        parents=[common],
-        formatter_class=_Formatter,
+        common,
         help="fit a flow or GAN surrogate to an event file, or sample events from one",
         description="Surrogates learn the events of a simulation and generate many more, "
         "fast.\n  fit     train a flow or GAN; write the model, metrics.json and a "
         "fidelity report\n  sample  generate events from a saved model into an event file",
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    fit = actions.add_parser(
+    fit = subparser(
+        actions,
         "fit",
-        parents=[common],
-        formatter_class=_Formatter,
+        common,
         help="train a surrogate and report its fidelity on held-out events",
         description="Train a conditional normalizing flow (normflows neural-spline "
         "couplings) or a WGAN-GP on the events of an event file. A random --test-fraction "
@@ -162,10 +162,10 @@ def register(sub, common) -> None:
     add_output(fit, "model folder (also gets metrics.json, fidelity.png, training.png)")
     fit.set_defaults(func=run_fit)
 
-    sample = actions.add_parser(
+    sample = subparser(
+        actions,
         "sample",
-        parents=[common],
-        formatter_class=_Formatter,
+        common,
         help="generate events from a saved surrogate into an event file",
         description="Generate events from a model folder written by `simkit surrogate fit`, "
         "streamed in chunks into an ordinary event file (the model's level, every "

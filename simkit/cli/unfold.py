@@ -17,17 +17,8 @@ from simkit.cli import (
     positive_int,
     say,
     subparser,
+    widths,
 )
-
-
-def _widths(text: str) -> tuple[int, ...]:
-    try:
-        widths = tuple(int(w) for w in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected widths like 64,64, got {text!r}") from None
-    if not widths or min(widths) < 1:
-        raise argparse.ArgumentTypeError(f"layer widths must be positive, got {text!r}")
-    return widths
 
 
 def register(sub, common) -> None:
@@ -76,7 +67,7 @@ def register(sub, common) -> None:
     )
     group = p.add_argument_group("classifier")
     group.add_argument(
-        "--hidden", type=_widths, default=(64, 64), help="hidden layer widths, e.g. 64,64"
+        "--hidden", type=widths, default=(64, 64), help="hidden layer widths, e.g. 64,64"
     )
     group.add_argument("--batch-size", type=positive_int, default=4096)
     group.add_argument("--epochs", type=positive_int, default=40, help="most epochs per step")
