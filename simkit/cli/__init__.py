@@ -68,36 +68,30 @@ def seed_int(text: str) -> int:
     return value
 
 
-def fraction(text: str) -> float:
-    """argparse type: a float in [0, 1]."""
+def _float_in(text: str, ok, wanted: str) -> float:
+    """Parse a float, or tell argparse what was ``wanted``; NaN never passes."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
+    if value != value or not ok(value):
+        raise argparse.ArgumentTypeError(f"must be {wanted}, got {text}")
     return value
+
+
+def fraction(text: str) -> float:
+    """argparse type: a float in [0, 1]."""
+    return _float_in(text, lambda v: 0.0 <= v <= 1.0, "between 0 and 1")
 
 
 def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0 or value != value or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text}")
-    return value
+    """argparse type: a finite float > 0."""
+    return _float_in(text, lambda v: 0.0 < v < float("inf"), "a positive finite number")
 
 
 def non_negative_float(text: str) -> float:
     """argparse type: a finite float ≥ 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number ≥ 0, got {text}")
-    return value
+    return _float_in(text, lambda v: 0.0 <= v < float("inf"), "a finite number ≥ 0")
 
 
 def widths(text: str) -> tuple[int, ...]:

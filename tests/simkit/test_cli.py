@@ -147,3 +147,36 @@ def test_help_lists_commands(capsys):
     out = capsys.readouterr().out
     for command in ("generate", "info", "demo"):
         assert command in out
+
+
+@pytest.mark.parametrize(
+    "kind, text, ok",
+    [
+        ("fraction", "0.5", True),
+        ("fraction", "1.5", False),
+        ("fraction", "nan", False),
+        ("positive_float", "2e3", True),
+        ("positive_float", "0", False),
+        ("positive_float", "inf", False),
+        ("positive_float", "nan", False),
+        ("non_negative_float", "0", True),
+        ("non_negative_float", "-1", False),
+        ("non_negative_float", "abc", False),
+        ("widths", "64,32", True),
+        ("widths", "64,0", False),
+        ("widths", "a,b", False),
+        ("positive_int", "1e6", True),
+        ("positive_int", "2.5", False),
+    ],
+)
+def test_argument_types_accept_sense_and_refuse_nonsense(kind, text, ok):
+    import argparse
+
+    import simkit.cli as cli
+
+    parse = getattr(cli, kind)
+    if ok:
+        parse(text)
+    else:
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse(text)
