@@ -294,11 +294,16 @@ def dijet_features(jets: Jets, *, min_pt: float = MIN_LEADING_PT) -> tuple[np.nd
     taus = nsubjettiness(constituents).reshape(-1, 2, 3)
     n_constituents = ak.to_numpy(ak.num(constituents)).reshape(-1, 2).astype(np.float64)
     p4 = jets.momenta()[two]
+    # A jet is a sum of time- or light-like four-vectors, so m² ≥ 0; a negative m² is
+    # rounding (one massless constituent, or collinear ones), which vector would turn into
+    # a negative mass: it is 0.
+    mass = np.maximum(np.asarray(p4.mass, dtype=np.float64), 0.0)
     # j1 is the heavier of the two leading jets (LHC Olympics convention)
-    swap = p4.mass[:, 1] > p4.mass[:, 0]
+    swap = mass[:, 1] > mass[:, 0]
     order = np.stack([swap.astype(np.int64), (~swap).astype(np.int64)], axis=1)
     rows = np.arange(len(order))[:, None]
     p4, taus, n_constituents = p4[rows, order], taus[rows, order], n_constituents[rows, order]
+    mass = mass[rows, order]
     j1, j2 = p4[:, 0], p4[:, 1]
     per_jet = []
     for i, jet in ((0, j1), (1, j2)):
@@ -306,12 +311,12 @@ def dijet_features(jets: Jets, *, min_pt: float = MIN_LEADING_PT) -> tuple[np.nd
             jet.pt,
             jet.eta,
             jet.phi,
-            jet.mass,
+            mass[:, i],
             ratio(taus[:, i, 1], taus[:, i, 0]),
             ratio(taus[:, i, 2], taus[:, i, 1]),
             n_constituents[:, i],
         ]
-    features[passed] = np.column_stack([(j1 + j2).mass, *per_jet, j1.mass - j2.mass]).astype(
+    features[passed] = np.column_stack([(j1 + j2).mass, *per_jet, mass[:, 0] - mass[:, 1]]).astype(
         np.float32
     )
     return features, passed

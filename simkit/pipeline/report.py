@@ -226,28 +226,24 @@ def _gate_story(config: Mapping, comparisons: Mapping) -> str:
         if target is not None:
             text += (
                 f" Against its own target, the simulation × push, it has AUC "
-                f"{target['auc']:.3f} and worst χ²/ndf {target['max_chi2_ndf']:.2f}: "
-                + (
-                    "what it did not learn from the simulation"
-                    if not target["validated"]
-                    else "it learned its target within the gate"
-                )
+                f"{target['auc']:.3f} and worst χ²/ndf {target['max_chi2_ndf']:.2f} "
+                f"({target['worst_column']}): it {_word(target['validated'])} the gate"
             )
-            if not after["validated"] and target["validated"]:
+            if target["validated"] and after["validated"]:
+                text += "."
+            elif target["validated"]:
                 text += (
-                    ", and the simulation × push is within the gate against the data "
-                    f"(worst χ²/ndf {push['max_chi2_ndf']:.2f}) — but the two residuals "
+                    "; the simulation × push is within the gate against the data "
+                    f"(worst χ²/ndf {push['max_chi2_ndf']:.2f}), but the two residuals "
                     "add up to more than the gate allows."
                     if push["validated"]
-                    else "; what fails is the simulation × push itself."
-                )
-            elif not after["validated"]:
-                text += (
-                    ": what the surrogate did not learn is part of what the gate sees "
-                    "against the data."
+                    else "; what fails against the data is the simulation × push itself."
                 )
             else:
-                text += "."
+                text += (
+                    ", so part of what the gate sees against the data is what the "
+                    "surrogate did not learn from the simulation."
+                )
         if kind == config["detect"]["surrogate"]:
             text += " The detectors train on its events" + (
                 "."

@@ -114,8 +114,9 @@ LOG_SHIFT_FRACTION = 1e-3
 
 def choose_kind(values: np.ndarray, dequantize: bool = False, name: str = "") -> str:
     """The map a column gets from its values: ``logit`` inside (0, 1) (``logit:-0.001:1.001``
-    when some values sit on 0 or 1), ``log`` when positive, ``log:-s`` when non-negative
-    with zeros (s = 10⁻³ × the median), ``identity`` otherwise; an
+    when some values sit on 0 or 1), ``log`` when positive, ``log:-s`` (s = 10⁻³ × the
+    median) when non-negative with zeros or negative only by rounding (above −s/100),
+    ``identity`` otherwise; an
     azimuthal angle (a column named ``phi…`` with values in [−π, π]) gets
     ``logit:-3.1416:3.1416``, so that its flat distribution with hard edges becomes a
     smooth one on the real line and generated angles stay in range."""
@@ -129,10 +130,11 @@ def choose_kind(values: np.ndarray, dequantize: bool = False, name: str = "") ->
         return f"logit:{-EDGE_MARGIN}:{1 + EDGE_MARGIN}"
     if lowest > 0:
         return "log"
-    if lowest == 0:
-        median = float(np.median(values))
-        if median > 0:
-            return f"log:{-LOG_SHIFT_FRACTION * median:.6g}"
+    median = float(np.median(values))
+    shift = LOG_SHIFT_FRACTION * median
+    # non-negative, or negative only by rounding (|x| far below the shift): log(x + s)
+    if median > 0 and lowest > -0.01 * shift:
+        return f"log:{-shift:.6g}"
     return "identity"
 
 

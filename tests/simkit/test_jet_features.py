@@ -149,3 +149,17 @@ def test_scaled_jets_are_resorted_with_their_constituents(dijet):
     after = ak.to_numpy(ak.num(scaled.constituents[scaled.source]))
     assert after[:2].tolist() == n_constituents[:2][::-1].tolist()
     assert np.array_equal(after[2:], n_constituents[2:])
+
+
+def test_one_particle_jets_have_mass_zero_not_a_negative_rounding(rng):
+    # a jet of one massless particle has m² = 0 up to rounding; vector turns a negative
+    # rounding of m² into a negative mass: the features clip it to 0
+    one = [(1500.0, 0.3, 0.1)]
+    other = [(1400.0, -0.4, np.pi - 0.1)]
+    batch = events(*[one + other for _ in range(50)])
+    features, passed = J.dijet_features(J.cluster(batch))
+    assert passed.all()
+    for name in ("m_j1", "m_j2"):
+        assert (column(features, name) >= 0).all()
+        assert np.abs(column(features, name)).max() < 1e-2
+    assert (column(features, "delta_mj") >= 0).all()

@@ -132,3 +132,38 @@ def test_html_report_is_self_contained(tmp_path):
     assert "Run &lt;1&gt;" in text and "0.5123" in text and "validated" in text
     assert "missing.png was not produced" in text
     assert 'src="http' not in text and "<script" not in text
+
+
+def _verdict(ok: bool, chi2: float) -> dict:
+    return {
+        "auc": 0.51 if ok else 0.6,
+        "max_chi2_ndf": chi2,
+        "worst_column": "m_j2",
+        "validated": ok,
+    }
+
+
+@pytest.mark.parametrize(
+    "push_ok, after_ok, target_ok, expected",
+    [
+        (True, True, True, "it passes the gate. The detectors train on its events."),
+        (True, False, True, "the two residuals add up to more than the gate allows"),
+        (False, False, True, "what fails against the data is the simulation × push itself"),
+        (True, False, False, "what the surrogate did not learn from the simulation"),
+    ],
+)
+def test_gate_story_tells_which_part_fails(push_ok, after_ok, target_ok, expected):
+    from simkit.pipeline.report import _gate_story
+
+    config = {"surrogate": {"kinds": ["flow"]}, "detect": {"surrogate": "flow"}}
+    comparisons = {
+        "sim-before": _verdict(False, 8.0),
+        "sim-push": _verdict(push_ok, 1.5 if push_ok else 3.0),
+        "flow-before": _verdict(False, 11.0),
+        "flow-validated": _verdict(after_ok, 1.8 if after_ok else 2.5),
+        "flow-target": _verdict(target_ok, 1.2 if target_ok else 19.9),
+    }
+    story = _gate_story(config, comparisons)
+    assert expected in story
+    assert story.count("did not learn") <= 1
+    assert ("all the same" in story) == (not after_ok)
