@@ -107,3 +107,26 @@ def _write_toml(tmp_path):
     path = tmp_path / "tiny.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+@pytest.mark.slow
+def test_gan_and_ae_options_run_through_the_chain(tmp_path):
+    """The options the demo leaves out: both surrogates, detectors trained on the GAN's
+    validated events, AE and VAE; every stage runs and the headline names them all."""
+    config = json.loads(json.dumps(TINY))
+    config["surrogate"]["kinds"] = ["flow", "gan"]
+    config["surrogate"]["gan"] = {"epochs": 2, "layers": 1, "hidden": 16}
+    config["detect"].update(models=["ae", "vae"], labels=["all", "tag-and-probe"], surrogate="gan")
+    summary = run_pipeline(config, tmp_path / "run", quiet=True)
+    names = list(summary["stages"])
+    for stage in ("surrogate-gan", "validated-gan", "detect-ae-all", "detect-vae-tag-and-probe"):
+        assert stage in names and not summary["stages"][stage]["skipped"]
+    headline = summary["headline"]
+    assert headline["surrogate_gan_speed_up"] > 1
+    assert isinstance(headline["gate_gan_validated_validated"], bool)
+    for model in ("ae", "vae"):
+        for labels in ("all", "tag_and_probe"):
+            assert 0.0 <= headline[f"detector_{model}_{labels}_auc"] <= 1.0
+    # the detectors read the GAN's events, not the flow's
+    train = json.loads((tmp_path / "run" / "detect-ae-all" / "stage.json").read_text())
+    assert "validated-gan" in json.dumps(train["settings"]) + json.dumps(train["summary"])
