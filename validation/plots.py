@@ -157,12 +157,15 @@ def plot_columns(
     plt = pyplot()
     n_cols = min(len(columns), 4)
     n_rows = math.ceil(len(columns) / n_cols)
-    fig = plt.figure(figsize=(4.2 * n_cols, 4.2 * n_rows))
-    grid = fig.add_gridspec(2 * n_rows, n_cols, height_ratios=[3, 1] * n_rows, hspace=0.08)
+    fig = plt.figure(figsize=(4.4 * n_cols, 4.6 * n_rows))
+    # one cell per column (room between rows for the x labels), split into the histogram
+    # and its ratio panel with no room between them
+    outer = fig.add_gridspec(n_rows, n_cols, hspace=0.32, wspace=0.38)
     for k, name in enumerate(columns):
         row, col = divmod(k, n_cols)
-        ax = fig.add_subplot(grid[2 * row, col])
-        ratio_ax = fig.add_subplot(grid[2 * row + 1, col], sharex=ax)
+        cell = outer[row, col].subgridspec(2, 1, height_ratios=[3, 1], hspace=0.06)
+        ax = fig.add_subplot(cell[0])
+        ratio_ax = fig.add_subplot(cell[1], sharex=ax)
         edges = column_edges(ref_x[:, k], reference[1], bins)
         draw_column(
             ax,
@@ -173,7 +176,6 @@ def plot_columns(
             reference_label=reference_label,
             xlabel=f"{name} [{units[k]}]" if units[k] else name,
         )
-    fig.subplots_adjust(hspace=0.35, wspace=0.3)
     return fig
 
 
