@@ -42,12 +42,19 @@ def rate(flow, n_features, n_context, batch, device, repeats, precision):
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--device", default="cuda")
+    p.add_argument(
+        "--device", default="auto", help="auto: CUDA when present, else skip (a GPU benchmark)"
+    )
     p.add_argument("--batch", type=int, default=1 << 20)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--features", type=int, default=15)
     p.add_argument("--context", type=int, default=1)
     args = p.parse_args()
+    if args.device == "auto":
+        if not torch.cuda.is_available():
+            print("no CUDA device: skipped (a GPU benchmark; --device cpu --batch 65536 forces it)")
+            return
+        args.device = "cuda"
     device = torch.device(args.device)
     results = {}
     variants = {
