@@ -673,12 +673,19 @@ class Evaluation:
         plot_scores(self.scores, self.labels, self.weights, self.threshold, ax, self.score_name)
         written.append(savefig(fig, folder / "scores.png"))
         if self.bump is not None:
-            fig, (ax, ax_pull) = plt.subplots(
-                2, 1, figsize=(6, 6), sharex=True, gridspec_kw={"height_ratios": (3, 1)}
-            )
-            self.bump.plot(ax, ax_pull)
-            written.append(savefig(fig, folder / "bump_hunt.png"))
+            written.append(save_bump_hunt(self.bump, folder / "bump_hunt.png"))
         return written
+
+
+def save_bump_hunt(bump, path):
+    """The bump hunt's spectrum, fit and pulls (``BumpHunt.plot``) as one PNG at ``path``."""
+    from simkit.plotting import pyplot, savefig
+
+    fig, (ax, ax_pull) = pyplot().subplots(
+        2, 1, figsize=(6, 6), sharex=True, gridspec_kw={"height_ratios": (3, 1)}
+    )
+    bump.plot(ax, ax_pull)
+    return savefig(fig, path)
 
 
 def evaluate(

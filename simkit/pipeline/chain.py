@@ -733,11 +733,10 @@ def evaluate_detector(ctx: RunContext, detector_dir: Path, out: Path) -> dict:
     (``target_eps_b`` of all data events; labels never enter), and the bump hunt fits
     the data's mjj spectrum after it.
     """
-    from detectors.evaluate import evaluate
+    from detectors.evaluate import evaluate, save_bump_hunt
     from detectors.labels import SignalRegion
     from simkit.cli.detect import _choose_score, _read_scored
     from simkit.io import inspect, write_json
-    from simkit.plotting import pyplot, savefig
 
     ev, det = ctx.config["evaluate"], ctx.config["detect"]
     data_path, signal_path = detector_dir / "scores_data.h5", detector_dir / "scores_signal.h5"
@@ -796,12 +795,7 @@ def evaluate_detector(ctx: RunContext, detector_dir: Path, out: Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     roc.save_plots(out)  # roc.png, sic.png, scores.png (signal-region events, with the cut)
     if hunt.bump is not None:
-        plt = pyplot()
-        fig, (ax, ax_pull) = plt.subplots(
-            2, 1, figsize=(6, 6), sharex=True, gridspec_kw={"height_ratios": (3, 1)}
-        )
-        hunt.bump.plot(ax, ax_pull)
-        savefig(fig, out / "bump_hunt.png")
+        save_bump_hunt(hunt.bump, out / "bump_hunt.png")
     write_json(out / "metrics.json", {"scores": str(data_path), **metrics})
     return metrics
 
