@@ -95,6 +95,12 @@ def _features(x, name: str, n: int | None = None) -> np.ndarray:
     return x
 
 
+def in_window(values: np.ndarray, low: float, high: float) -> np.ndarray:
+    """``low ≤ values < high`` (NaN is outside), the convention of every signal region."""
+    values = np.asarray(values)
+    return (values >= low) & (values < high)
+
+
 def _mask(mask, n: int, name: str) -> np.ndarray:
     if mask is None:
         return np.ones(n, bool)
@@ -204,13 +210,20 @@ class OmniFold:
         sim_weights: np.ndarray | None = None,
         data_weights: np.ndarray | None = None,
         gen_columns: Sequence[str] | None = None,
+        blind_reco: np.ndarray | None = None,
+        blind_data: np.ndarray | None = None,
     ) -> OmniFold:
         """Unfold ``data_reco`` with the paired simulation (``sim_gen``, ``sim_reco``).
 
         Rows of ``sim_gen``, ``sim_reco``, ``pass_gen``, ``pass_reco`` and
         ``sim_weights`` are the same simulated events. ``pass_data`` marks the data
         events that pass the reco selection (default: all). ``gen_columns`` only names
-        the generator-level columns for the :class:`Reweighter`. Returns ``self``.
+        the generator-level columns for the :class:`Reweighter`.
+
+        ``blind_reco`` / ``blind_data`` mark simulated and data events (typically a
+        signal region) that the step-1 classifier does not learn from: their pull is the
+        classifier's interpolation from the rest, so a localized excess in the data (a
+        signal) is not absorbed into the weights. Returns ``self``.
         """
         config = self._check_params()
         gen = _features(sim_gen, "simulation gen")
@@ -225,6 +238,12 @@ class OmniFold:
         pass_gen = _mask(pass_gen, n, "pass_gen")
         pass_reco = _mask(pass_reco, n, "pass_reco")
         pass_data = _mask(pass_data, len(data), "pass_data")
+        blind_reco = np.zeros(n, bool) if blind_reco is None else _mask(blind_reco, n, "blind_reco")
+        blind_data = (
+            np.zeros(len(data), bool)
+            if blind_data is None
+            else _mask(blind_data, len(data), "blind_data")
+        )
         mc = check_weights(sim_weights, n, "simulation", positive_total=False)
         data_w = check_weights(data_weights, len(data), "data", positive_total=False)
         if not (pass_reco & (mc > 0)).any():
@@ -233,6 +252,10 @@ class OmniFold:
             raise SimkitError("no simulated event passes the gen selection (with weight > 0)")
         if not (pass_data & (data_w > 0)).any():
             raise SimkitError("no data event passes the reco selection (with weight > 0)")
+        if not (pass_reco & ~blind_reco & (mc > 0)).any():
+            raise SimkitError("no passing simulated event is left outside the blinded region")
+        if not (pass_data & ~blind_data & (data_w > 0)).any():
+            raise SimkitError("no passing data event is left outside the blinded region")
         _finite_features(gen, pass_gen, "simulation gen")
         _finite_features(reco, pass_reco, "simulation reco")
         _finite_features(data, pass_data, "data reco")
@@ -251,7 +274,8 @@ class OmniFold:
         # step 1 rows: passing sim reco (source) then passing data (target)
         x1 = np.concatenate([reco[pass_reco], data[pass_data]])
         n1 = int(pass_reco.sum())
-        target1 = np.r_[np.zeros(n1), data_w[pass_data]]
+        target1 = np.r_[np.zeros(n1), (data_w * ~blind_data)[pass_data]]
+        seen1 = ~blind_reco[pass_reco]  # sim rows step 1 learns from
         x2 = gen[pass_gen]
         # step 1b rows: events passing both levels teach the pull of those failing reco
         both = pass_gen & pass_reco
@@ -289,7 +313,7 @@ class OmniFold:
                     )
 
             # step 1: sim reco (MC × push) vs data, at reco level
-            source1 = np.r_[(mc * push)[pass_reco], np.zeros(len(x1) - n1)]
+            source1 = np.r_[(mc * push)[pass_reco] * seen1, np.zeros(len(x1) - n1)]
             ratio1, info1 = self._step(
                 models, 1, x1, target1, source1, x1[:n1], config, it, fresh, bound
             )
@@ -346,12 +370,16 @@ class OmniFold:
         columns: Sequence[str] | None = None,
         sim_weights: np.ndarray | None = None,
         data_weights: np.ndarray | None = None,
+        blind: tuple[str, float, float] | None = None,
     ) -> OmniFold:
         """:meth:`fit` on event samples: sim needs gen and reco, data needs reco.
 
         ``columns`` (default: the data's reco columns) are used at both levels. The
         samples' own weights are used unless ``sim_weights`` / ``data_weights`` are
-        given. The data's hidden ``truth`` level, if present, is never looked at.
+        given. ``blind = (column, low, high)``: step 1 does not learn from reco events
+        with ``low ≤ column < high`` (the column must be one of ``columns``, so that the
+        classifier can interpolate across the window). The data's hidden ``truth``
+        level, if present, is never looked at.
         """
         if sim.gen is None:
             raise SimkitError(
@@ -370,6 +398,16 @@ class OmniFold:
             sim.reco.select(columns),
             data.reco.select(columns),
         )
+        blind_reco = blind_data = None
+        if blind is not None:
+            column, low, high = blind
+            if column not in columns:
+                raise SimkitError(
+                    f"blinding a window of {column!r} needs {column!r} among the unfolded "
+                    "columns (the classifier interpolates across the window in it)"
+                )
+            blind_reco = in_window(reco.column(column), low, high)
+            blind_data = in_window(obs.column(column), low, high)
         return self.fit(
             gen.features,
             reco.features,
@@ -380,6 +418,8 @@ class OmniFold:
             sim_weights=sim.weights if sim_weights is None else sim_weights,
             data_weights=data.weights if data_weights is None else data_weights,
             gen_columns=columns,
+            blind_reco=blind_reco,
+            blind_data=blind_data,
         )
 
     @property

@@ -146,6 +146,29 @@ def add_device(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_blind(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--blind LOW:HIGH`` and ``--blind-column``: a window (a signal region) to keep out."""
+    parser.add_argument("--blind", metavar="LOW:HIGH", help=what)
+    parser.add_argument(
+        "--blind-column", default="mjj", metavar="COL", help="column --blind is a window of"
+    )
+
+
+def blind_window(args: argparse.Namespace) -> tuple[str, float, float] | None:
+    """``(column, low, high)`` of ``--blind``, or None; a bad window is a clear error."""
+    if args.blind is None:
+        return None
+    import math
+
+    from detectors.labels import parse_range
+    from simkit.errors import SimkitError
+
+    low, high = parse_range(args.blind, "--blind")
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise SimkitError(f"--blind must be bounded on both sides, got {args.blind!r}")
+    return args.blind_column, low, high
+
+
 def build_parser() -> argparse.ArgumentParser:
     from simkit import __version__
 

@@ -7,9 +7,11 @@ import time
 from pathlib import Path
 
 from simkit.cli import (
+    add_blind,
     add_device,
     add_output,
     add_seed,
+    blind_window,
     positive_float,
     positive_int,
     say,
@@ -64,6 +66,11 @@ def register(sub, common) -> None:
         metavar="N",
         help="bootstrap replicas of the AUC interval (0: none)",
     )
+    add_blind(
+        p,
+        "compare only events outside LOW ≤ --blind-column < HIGH in both samples (a "
+        "signal region left blinded)",
+    )
     p.add_argument(
         "--strict",
         action="store_true",
@@ -75,13 +82,25 @@ def register(sub, common) -> None:
     p.set_defaults(func=run)
 
 
-def _read(path: str, level: str, columns, weights_spec):
+def _read(path: str, level: str, columns, weights_spec, blind):
+    """The level's table and weights, without the rows inside the ``blind`` window."""
+    import numpy as np
+
+    from simkit.errors import SimkitError
     from simkit.io import read_sample, read_weights
+    from validation.omnifold import in_window
 
     sample = read_sample(path, levels=[level], columns=columns)
     table = sample.level(level)
     weights = None if weights_spec is None else read_weights(weights_spec, len(sample))
-    return table, weights
+    if blind is None:
+        return table, weights
+    column, low, high = blind
+    window = read_sample(path, levels=[level], columns=[column]).level(level).column(column)
+    keep = ~in_window(window, low, high)
+    if not np.any(keep & table.passed):
+        raise SimkitError(f"{path}: no passing event outside the blinded window of {column}")
+    return table.mask(keep), None if weights is None else weights[keep]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -100,8 +119,13 @@ def run(args: argparse.Namespace) -> int:
             have = ", ".join(lv for lv in info.levels if lv != "truth") or "none"
             raise SimkitError(f"{path}: has no {args.level} level (it has: {have}); see --level")
     t0 = time.perf_counter()
-    reference, ref_w = _read(args.reference, args.level, args.columns, args.reference_weights)
-    candidate, cand_w = _read(args.candidate, args.level, args.columns, args.candidate_weights)
+    blind = blind_window(args)
+    reference, ref_w = _read(
+        args.reference, args.level, args.columns, args.reference_weights, blind
+    )
+    candidate, cand_w = _read(
+        args.candidate, args.level, args.columns, args.candidate_weights, blind
+    )
     out.mkdir(parents=True, exist_ok=True)
     metrics = compare(
         reference,
@@ -122,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
         "reference": str(args.reference),
         "candidate": str(args.candidate),
         "level": args.level,
+        **({} if blind is None else {"blind": list(blind)}),
         **metrics,
         "seconds": time.perf_counter() - t0,
     }

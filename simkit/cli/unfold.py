@@ -9,9 +9,11 @@ from pathlib import Path
 import numpy as np
 
 from simkit.cli import (
+    add_blind,
     add_device,
     add_output,
     add_seed,
+    blind_window,
     fraction,
     positive_float,
     positive_int,
@@ -95,6 +97,12 @@ def register(sub, common) -> None:
         "--no-warm-start",
         action="store_true",
         help="train every iteration's classifiers from scratch",
+    )
+    add_blind(
+        p,
+        "keep reco events with LOW ≤ --blind-column < HIGH (a signal region) out of step 1 "
+        "and out of the gate: their pull is interpolated from the rest, so a signal in the "
+        "data is not absorbed into the weights",
     )
     p.add_argument("--sim-weights", metavar="W.h5:DATASET", help="MC weights (default: file's)")
     p.add_argument("--data-weights", metavar="W.h5:DATASET", help="data weights (default: file's)")
@@ -203,7 +211,7 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.quiet,
     )
     fit_args = (sim, data)
-    fit_kwargs = {"sim_weights": sim_w, "data_weights": data_w}
+    fit_kwargs = {"sim_weights": sim_w, "data_weights": data_w, "blind": blind_window(args)}
     estimator.fit_samples(*fit_args, **fit_kwargs)
     arrays = {
         "omnifold/pull": estimator.pull_weights_,
@@ -225,6 +233,7 @@ def run(args: argparse.Namespace) -> int:
         iterations=args.iterations,
         ensemble=args.ensemble,
         failed_reco=args.failed_reco,
+        blind=fit_kwargs["blind"],
         classifier=classifier.to_dict(),
     )
     write_arrays(out / "weights.h5", arrays, provenance=provenance)
@@ -234,8 +243,12 @@ def run(args: argparse.Namespace) -> int:
     metrics["seconds_total"] = time.perf_counter() - t_start
     write_json(out / "metrics.json", metrics)
     say(args, _summary(metrics, args.iterations))
+    where = ""
+    if "blind" in metrics:
+        column, low, high = metrics["blind"]
+        where = f" outside {low:g} ≤ {column} < {high:g}"
     print(
-        f"gate at reco level: before {_word(metrics['before_validated'])} "
+        f"gate at reco level{where}: before {_word(metrics['before_validated'])} "
         f"(AUC {metrics['before_auc']:.4f}, max χ²/ndf {metrics['before_max_chi2_ndf']:.2f}); "
         f"after {_word(metrics['validated'])} "
         f"(AUC {metrics['after_auc']:.4f}, max χ²/ndf {metrics['after_max_chi2_ndf']:.2f})",
@@ -266,6 +279,7 @@ def _metrics(args, estimator, sim, data, columns, sim_w, data_w, replicas, out: 
     from simkit.plotting import savefig
     from validation.compare import compare
     from validation.metrics import column_metrics
+    from validation.omnifold import in_window
     from validation.plots import diagnostics_figure, plot_columns, plot_weights
 
     push = estimator.weights_
@@ -290,6 +304,14 @@ def _metrics(args, estimator, sim, data, columns, sim_w, data_w, replicas, out: 
                 metrics[f"iter{k}_{key}"] = value
     metrics["ess_final"] = metrics[f"iter{args.iterations}_step2_ess"]
 
+    blind = blind_window(args)
+    if blind is not None:
+        metrics["blind"] = list(blind)
+    gate_sim, gate_data = np.ones(len(sim), bool), np.ones(len(data), bool)
+    if blind is not None:  # the gate looks where the unfolding did: outside the window
+        column, low, high = blind
+        gate_sim = ~in_window(sim.reco.column(column), low, high)
+        gate_data = ~in_window(data.reco.column(column), low, high)
     gate = {
         "max_auc": args.max_auc,
         "max_chi2_ndf": args.max_chi2_ndf,
@@ -298,9 +320,11 @@ def _metrics(args, estimator, sim, data, columns, sim_w, data_w, replicas, out: 
         "device": args.device,
         "n_bootstrap": 100,
     }
-    before = compare(data.reco, sim.reco, reference_weights=data_w, candidate_weights=sim_w, **gate)
+    ref, ref_w = data.reco.mask(gate_data), data_w[gate_data]
+    cand, cand_w = sim.reco.mask(gate_sim), sim_w[gate_sim]
+    before = compare(ref, cand, reference_weights=ref_w, candidate_weights=cand_w, **gate)
     after = compare(
-        data.reco, sim.reco, reference_weights=data_w, candidate_weights=sim_w * push, **gate
+        ref, cand, reference_weights=ref_w, candidate_weights=cand_w * push[gate_sim], **gate
     )
     for name, result in (("before", before), ("after", after)):
         for key in ("auc", "auc_low", "auc_high", "max_chi2_ndf", "worst_column"):

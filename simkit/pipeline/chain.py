@@ -398,8 +398,21 @@ def _unfold_argv(ctx: RunContext, folder: Path, seed: int) -> list:
     argv += ["--ensemble", unf["ensemble"], "--epochs", unf["epochs"]]
     argv += ["--batch-size", unf["batch_size"], "--seed", seed, "--device", ctx.device]
     argv += ["--max-auc", gate["max_auc"], "--max-chi2-ndf", gate["max_chi2_ndf"]]
-    argv += ["--bins", gate["bins"], "-o", folder, *ctx.quiet_flag()]
+    argv += ["--bins", gate["bins"], *_blind_args(ctx), "-o", folder, *ctx.quiet_flag()]
     return argv
+
+
+def _blind_args(ctx: RunContext) -> list:
+    """``--blind`` of the signal region when ``[unfold] blind``: OmniFold's step 1 and
+    every comparison with the data look only outside it."""
+    if not ctx.config["unfold"]["blind"]:
+        return []
+    return [
+        "--blind",
+        _region_arg(ctx.config["detect"]["signal_region"]),
+        "--blind-column",
+        SR_COLUMN,
+    ]
 
 
 def stage_unfold(ctx: RunContext) -> Stage:
@@ -613,6 +626,8 @@ def stage_compare(ctx: RunContext) -> Stage:
                 argv += ["--columns", *item.columns]
             argv += ["--max-auc", gate["max_auc"], "--max-chi2-ndf", gate["max_chi2_ndf"]]
             argv += ["--bins", gate["bins"], "--bootstrap", gate["bootstrap"]]
+            if item.reference is None:  # against the data
+                argv += _blind_args(ctx)
             argv += ["--seed", seed, "--device", ctx.device, "-o", out, *ctx.quiet_flag()]
             summary["commands"].append(simkit_command(argv))
             metrics = json.loads((out / "metrics.json").read_text())
@@ -637,7 +652,7 @@ def stage_compare(ctx: RunContext) -> Stage:
             }
         return summary
 
-    settings = {"gate": gate, "device": ctx.device, "seed": seed}
+    settings = {"gate": gate, "device": ctx.device, "seed": seed, "blind": _blind_args(ctx)}
     settings["comparisons"] = [
         [c.name, c.columns, c.weights and c.weights.rpartition(":")[2], c.reference_title]
         for c in todo

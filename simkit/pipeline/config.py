@@ -254,6 +254,13 @@ SECTIONS: tuple[Section, ...] = (
                 "sim events failing reco: keep their weight (OmniFold's rule) or learn it",
                 choices=("keep", "learn"),
             ),
+            Key(
+                "blind",
+                bool,
+                True,
+                "keep the signal region out of OmniFold's step 1 and out of every "
+                "comparison with the data (weights there are interpolated in mjj)",
+            ),
             Key("ensemble", int, 1, "classifiers averaged per step", low=1),
             Key("epochs", int, 40, "most epochs per classifier", low=1),
             Key("batch_size", int, 4096, "classifier batch size", low=1),
@@ -476,6 +483,12 @@ def _cross_check(cfg: dict, where: str) -> list[str]:
                         f"{where}: [detect] tag {det['tag']!r} needs {quantity}_{jet}, "
                         "which the surrogate does not model"
                     )
+    unfolded = cfg["unfold"]["columns"]
+    if cfg["unfold"]["blind"] and unfolded and SR_COLUMN not in unfolded:
+        raise SimkitError(
+            f"{where}: [unfold] blind = true needs {SR_COLUMN!r} among [unfold] columns "
+            "(the weights are interpolated across the signal region in it)"
+        )
     low, high = det["signal_region"]
     if det["sidebands"] is not None:
         side_low, side_high = det["sidebands"]

@@ -206,11 +206,31 @@ def _word(validated: bool) -> str:
     return "passes" if validated else "fails"
 
 
+def _window(config: Mapping) -> str:
+    low, high = config["detect"]["signal_region"]
+    return f"{low:g} ≤ mjj < {high:g} GeV"
+
+
+def _blind_text(config: Mapping) -> str:
+    """What blinding means for the weights, in one or two sentences."""
+    if not config["unfold"]["blind"]:
+        return (
+            " Not blinded: step 1 also learns from the signal region, so part of a signal "
+            "in the data can be absorbed into the weights."
+        )
+    return (
+        f" Blinded: step 1 learns from the data outside {_window(config)} only, and the "
+        "weights inside it are the classifier's interpolation in mjj, so a signal there "
+        "is not absorbed into the background model; the gate looks outside it too."
+    )
+
+
 def _gate_story(config: Mapping, comparisons: Mapping) -> str:
     """The verdicts in words: what was corrected, what the detectors trained on."""
     sim, push = comparisons["sim-before"], comparisons["sim-push"]
     parts = [
-        f"The simulation {_word(sim['validated'])} the gate against the data before "
+        ("Outside the blinded signal region, the" if config["unfold"]["blind"] else "The")
+        + f" simulation {_word(sim['validated'])} the gate against the data before "
         f"reweighting (AUC {sim['auc']:.3f}, worst χ²/ndf {sim['max_chi2_ndf']:.2f}) and "
         f"{_word(push['validated'])} it with OmniFold's push weights (AUC {push['auc']:.3f}, "
         f"worst χ²/ndf {push['max_chi2_ndf']:.2f})."
@@ -362,7 +382,7 @@ def _stages(doc: HtmlReport, ctx, results: Mapping) -> None:
         f"{config['unfold']['iterations']} iterations of OmniFold: step 1 reweights the "
         "simulation at reco level to the data (pull weights), step 2 turns that into a "
         "function of the generator-level event (push weights: the unfolded answer). "
-        f"Simulated events failing reco: '{config['unfold']['failed_reco']}'."
+        f"Simulated events failing reco: '{config['unfold']['failed_reco']}'." + _blind_text(config)
     )
     _metrics_file(
         doc,
@@ -416,6 +436,12 @@ def _stages(doc: HtmlReport, ctx, results: Mapping) -> None:
         "(functions of the generator-level event); pull weights are step 1's reco-level "
         "weights, close to the data by construction, so they test the classifier more "
         "than the unfolding."
+        + (
+            f" Comparisons with the data leave out {_window(config)}, the blinded signal "
+            "region; the comparison with the surrogate's own target covers everything."
+            if config["unfold"]["blind"]
+            else ""
+        )
     )
     compare = results["compare"].summary
     for name, comparison in compare["comparisons"].items():

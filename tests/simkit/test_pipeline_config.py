@@ -86,6 +86,11 @@ def _document(**sections):
         ),
         (_document(surrogate={"condition": ["pt_j1"]}), "condition must include 'mjj'"),
         (
+            _document(unfold={"columns": ["pt_j1", "m_j1"]}),
+            "blind = true needs 'mjj' among [unfold] columns",
+        ),
+        (_document(unfold={"blind": "yes"}), "blind"),
+        (
             _document(surrogate={"columns": ["m_j1", "mjj"]}),
             "mjj is both a condition and a generated column",
         ),

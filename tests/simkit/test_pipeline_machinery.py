@@ -155,7 +155,11 @@ def _verdict(ok: bool, chi2: float) -> dict:
 def test_gate_story_tells_which_part_fails(push_ok, after_ok, target_ok, expected):
     from simkit.pipeline.report import _gate_story
 
-    config = {"surrogate": {"kinds": ["flow"]}, "detect": {"surrogate": "flow"}}
+    config = {
+        "surrogate": {"kinds": ["flow"]},
+        "detect": {"surrogate": "flow"},
+        "unfold": {"blind": push_ok},  # both wordings
+    }
     comparisons = {
         "sim-before": _verdict(False, 8.0),
         "sim-push": _verdict(push_ok, 1.5 if push_ok else 3.0),
@@ -167,3 +171,6 @@ def test_gate_story_tells_which_part_fails(push_ok, after_ok, target_ok, expecte
     assert expected in story
     assert story.count("did not learn") <= 1
     assert ("all the same" in story) == (not after_ok)
+    assert story.startswith(
+        "Outside the blinded signal region, the simulation" if push_ok else "The simulation"
+    )

@@ -82,6 +82,18 @@ def test_interrupted_run_resumes_then_skips_everything(tmp_path, monkeypatch):
     for labels in ("all", "sideband", "tag_and_probe"):
         assert 0.0 <= headline[f"detector_vae_{labels}_auc"] <= 1.0
 
+    # blinded by default: the signal region is out of step 1 and of every comparison
+    # with the data, not of the surrogate's comparison with its own target
+    sr = [*TINY.get("detect", {}).get("signal_region", [3300.0, 3700.0])]
+    unfold = json.loads((run_dir / "unfold" / "metrics.json").read_text())
+    assert unfold["blind"] == ["mjj", *sr]
+    for name in ("sim-before", "sim-push", "flow-validated"):
+        assert json.loads((run_dir / "compare" / name / "metrics.json").read_text())["blind"]
+    assert "blind" not in json.loads(
+        (run_dir / "compare" / "flow-target" / "metrics.json").read_text()
+    )
+    assert "Blinded: step 1 learns from the data outside" in text
+
     # the data hold reco events only, the signal at the asked S/B
     from simkit.io import inspect, read_sample
 

@@ -227,6 +227,23 @@ def test_bad_input_is_one_clear_line(files, tmp_path, capsys):
             "has no gen level",
         ),
         (["compare", "--reference", data, "--candidate", tmp_path / "missing.h5"], "no such file"),
+        (["unfold", "--sim", sim, "--data", data, "--blind", "0:1"], "'mjj' among the unfolded"),
+        (
+            ["unfold", "--sim", sim, "--data", data, "--blind", "1:", "--blind-column", "x"],
+            "--blind must be bounded on both sides",
+        ),
+        (
+            ["unfold", "--sim", sim, "--data", data, "--blind=-99:99", "--blind-column", "x"],
+            "no passing simulated event is left outside the blinded region",
+        ),
+        (
+            ["compare", "--reference", data, "--candidate", sim, "--blind", "2:1"],
+            "--blind needs LOW < HIGH",
+        ),
+        (
+            ["compare", "--reference", data, "--candidate", sim, "--blind", "0:1"],
+            "has no column 'mjj'",
+        ),
     ]
     for argv, message in cases:
         code, _, err = run(capsys, *argv, "-o", out, *QUICK)
@@ -238,3 +255,49 @@ def test_bad_input_is_one_clear_line(files, tmp_path, capsys):
             lines = [line for line in lines if "error:" in line]
         assert len(lines) == 1, err
     assert not (out / "weights.h5").exists()
+
+
+def test_blind_leaves_the_window_out_of_step_one_and_the_gate(files, tmp_path, capsys):
+    sim, data = files / "sim.h5", files / "data.h5"
+    blind = ["--blind", "0.5:1.5", "--blind-column", "x"]
+    code, stdout, err = run(
+        capsys,
+        "unfold",
+        "--sim",
+        sim,
+        "--data",
+        data,
+        "--iterations",
+        1,
+        *blind,
+        "-o",
+        tmp_path / "u",
+        *QUICK,
+    )
+    assert code == 0, err
+    assert "gate at reco level outside 0.5 ≤ x < 1.5" in stdout
+    metrics = json.loads((tmp_path / "u" / "metrics.json").read_text())
+    assert metrics["blind"] == ["x", 0.5, 1.5]
+    # every event keeps a weight, the window's interpolated
+    assert read_array(tmp_path / "u" / "weights.h5", "omnifold/pull").shape == (1, 3000)
+
+    x = read_sample(data, levels=["reco"]).reco.column("x")
+    outside = int(np.sum((x < 0.5) | (x >= 1.5)))
+    code, stdout, err = run(
+        capsys,
+        "compare",
+        "--reference",
+        data,
+        "--candidate",
+        sim,
+        *blind,
+        "--bootstrap",
+        0,
+        "-o",
+        tmp_path / "c",
+        *QUICK,
+    )
+    assert code == 0, err
+    metrics = json.loads((tmp_path / "c" / "metrics.json").read_text())
+    assert metrics["blind"] == ["x", 0.5, 1.5]
+    assert metrics["n_reference"] == outside < 3000
