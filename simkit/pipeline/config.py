@@ -216,7 +216,14 @@ SECTIONS: tuple[Section, ...] = (
                     Key("batch_size", int, 256, "events per step", low=1),
                     Key("layers", int, 6, "coupling layers", low=1),
                     Key("hidden", int, 64, "width of each coupling's network", low=1),
-                    Key("patience", int, 8, "early stopping (epochs; 0 = off)", low=0),
+                    Key(
+                        "patience",
+                        int,
+                        0,
+                        "early stopping (epochs; 0 = off: under the cosine learning-rate "
+                        "decay the loss falls again late; the best epoch is kept anyway)",
+                        low=0,
+                    ),
                 ],
                 help="the normalizing flow (normflows neural-spline couplings)",
             ),
