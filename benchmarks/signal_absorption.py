@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from detectors.labels import parse_range  # noqa: E402
+from simkit.events import in_window  # noqa: E402
 from simkit.io import read_sample, read_weights  # noqa: E402
 
 
@@ -37,7 +38,7 @@ def measure(run: Path, heavy: tuple[float, float], light: tuple[float, float]) -
     heavier, lighter = np.maximum(m1, m2), np.minimum(m1, m2)
     box = (heavier >= heavy[0]) & (heavier < heavy[1]) & (lighter >= light[0])
     box &= lighter < light[1]
-    inside = (mjj >= low) & (mjj < high)
+    inside = in_window(mjj, low, high)
     out: dict = {"run": str(run), "signal_region": [low, high]}
     out["blind"] = config["unfold"].get("blind", False)
     for name in ("push", "pull"):

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from simkit.errors import SimkitError
-from simkit.events import EventTable
+from simkit.events import EventTable, in_window
 
 STRATEGIES = ("all", "sideband", "tag-and-probe", "truth")
 JETS = ("j1", "j2")
@@ -135,16 +135,20 @@ class SignalRegion:
 
     @classmethod
     def parse(
-        cls, window: str, sidebands: str | None = None, column: str = SR_COLUMN
+        cls,
+        window: str,
+        sidebands: str | None = None,
+        column: str = SR_COLUMN,
+        what: str = "--signal-region",
     ) -> SignalRegion:
-        low, high = parse_range(window, "--signal-region")
+        low, high = parse_range(window, what)
         if not (math.isfinite(low) and math.isfinite(high)):
-            raise SimkitError(f"--signal-region must be bounded on both sides, got {window!r}")
+            raise SimkitError(f"{what} must be bounded on both sides, got {window!r}")
         sb = parse_range(sidebands, "--sidebands") if sidebands else (-math.inf, math.inf)
         return cls(column, low, high, *sb)
 
     def inside(self, values: np.ndarray) -> np.ndarray:
-        return (values >= self.low) & (values < self.high)
+        return in_window(values, self.low, self.high)
 
     def in_sidebands(self, values: np.ndarray) -> np.ndarray:
         lower = (values >= self.sideband_low) & (values < self.low)

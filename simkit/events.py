@@ -28,6 +28,12 @@ from simkit.errors import SimkitError
 LEVELS = ("gen", "reco", "truth")
 
 
+def in_window(values: np.ndarray, low: float, high: float) -> np.ndarray:
+    """``low ≤ values < high`` (NaN is outside): the convention of every mjj window."""
+    values = np.asarray(values)
+    return (values >= low) & (values < high)
+
+
 def first_nonfinite(features: np.ndarray, columns: Sequence[str]) -> tuple[str, int] | None:
     """Return ``(column, row)`` of the first NaN/inf in ``features`` (row-major), or None."""
     finite = np.isfinite(features)

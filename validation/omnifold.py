@@ -52,7 +52,7 @@ import numpy as np
 from torch import nn
 
 from simkit.errors import SimkitError, TrainingError
-from simkit.events import Sample
+from simkit.events import Sample, in_window
 from simkit.stats import effective_sample_size
 from validation.classifier import (
     ClassifierConfig,
@@ -93,12 +93,6 @@ def _features(x, name: str, n: int | None = None) -> np.ndarray:
     if len(x) == 0:
         raise SimkitError(f"{name} holds no events")
     return x
-
-
-def in_window(values: np.ndarray, low: float, high: float) -> np.ndarray:
-    """``low ≤ values < high`` (NaN is outside), the convention of every signal region."""
-    values = np.asarray(values)
-    return (values >= low) & (values < high)
 
 
 def _mask(mask, n: int, name: str) -> np.ndarray:

@@ -158,15 +158,10 @@ def blind_window(args: argparse.Namespace) -> tuple[str, float, float] | None:
     """``(column, low, high)`` of ``--blind``, or None; a bad window is a clear error."""
     if args.blind is None:
         return None
-    import math
+    from detectors.labels import SignalRegion
 
-    from detectors.labels import parse_range
-    from simkit.errors import SimkitError
-
-    low, high = parse_range(args.blind, "--blind")
-    if not (math.isfinite(low) and math.isfinite(high)):
-        raise SimkitError(f"--blind must be bounded on both sides, got {args.blind!r}")
-    return args.blind_column, low, high
+    region = SignalRegion.parse(args.blind, column=args.blind_column, what="--blind")
+    return region.column, region.low, region.high
 
 
 def build_parser() -> argparse.ArgumentParser:

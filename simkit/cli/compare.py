@@ -87,20 +87,29 @@ def _read(path: str, level: str, columns, weights_spec, blind):
     import numpy as np
 
     from simkit.errors import SimkitError
+    from simkit.events import in_window
     from simkit.io import read_sample, read_weights
-    from validation.omnifold import in_window
 
-    sample = read_sample(path, levels=[level], columns=columns)
+    wanted = columns
+    if blind is not None and columns is not None:  # the window's column, read once
+        wanted = list(dict.fromkeys([*columns, blind[0]]))
+    sample = read_sample(path, levels=[level], columns=wanted)
     table = sample.level(level)
     weights = None if weights_spec is None else read_weights(weights_spec, len(sample))
     if blind is None:
         return table, weights
     column, low, high = blind
-    window = read_sample(path, levels=[level], columns=[column]).level(level).column(column)
-    keep = ~in_window(window, low, high)
+    if column not in table.columns:
+        have = ", ".join(table.columns)
+        raise SimkitError(f"{path}: /{level} has no column {column!r} (columns: {have})")
+    keep = ~in_window(table.column(column), low, high)
     if not np.any(keep & table.passed):
         raise SimkitError(f"{path}: no passing event outside the blinded window of {column}")
-    return table.mask(keep), None if weights is None else weights[keep]
+    table = table.mask(keep)
+    return (
+        table if columns is None else table.select(columns),
+        None if weights is None else weights[keep],
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -211,7 +211,8 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.quiet,
     )
     fit_args = (sim, data)
-    fit_kwargs = {"sim_weights": sim_w, "data_weights": data_w, "blind": blind_window(args)}
+    blind = blind_window(args)
+    fit_kwargs = {"sim_weights": sim_w, "data_weights": data_w, "blind": blind}
     estimator.fit_samples(*fit_args, **fit_kwargs)
     arrays = {
         "omnifold/pull": estimator.pull_weights_,
@@ -233,13 +234,13 @@ def run(args: argparse.Namespace) -> int:
         iterations=args.iterations,
         ensemble=args.ensemble,
         failed_reco=args.failed_reco,
-        blind=fit_kwargs["blind"],
+        blind=blind,
         classifier=classifier.to_dict(),
     )
     write_arrays(out / "weights.h5", arrays, provenance=provenance)
     estimator.reweighter_.save(out / "reweighter")
 
-    metrics = _metrics(args, estimator, sim, data, columns, sim_w, data_w, replicas, out)
+    metrics = _metrics(args, estimator, sim, data, columns, sim_w, data_w, replicas, blind, out)
     metrics["seconds_total"] = time.perf_counter() - t_start
     write_json(out / "metrics.json", metrics)
     say(args, _summary(metrics, args.iterations))
@@ -274,12 +275,14 @@ def _summary(metrics: dict, iterations: int) -> str:
     return "\n".join(lines)
 
 
-def _metrics(args, estimator, sim, data, columns, sim_w, data_w, replicas, out: Path) -> dict:
+def _metrics(
+    args, estimator, sim, data, columns, sim_w, data_w, replicas, blind, out: Path
+) -> dict:
+    from simkit.events import in_window
     from simkit.io import read_sample
     from simkit.plotting import savefig
     from validation.compare import compare
     from validation.metrics import column_metrics
-    from validation.omnifold import in_window
     from validation.plots import diagnostics_figure, plot_columns, plot_weights
 
     push = estimator.weights_
@@ -304,11 +307,9 @@ def _metrics(args, estimator, sim, data, columns, sim_w, data_w, replicas, out: 
                 metrics[f"iter{k}_{key}"] = value
     metrics["ess_final"] = metrics[f"iter{args.iterations}_step2_ess"]
 
-    blind = blind_window(args)
-    if blind is not None:
-        metrics["blind"] = list(blind)
     gate_sim, gate_data = np.ones(len(sim), bool), np.ones(len(data), bool)
     if blind is not None:  # the gate looks where the unfolding did: outside the window
+        metrics["blind"] = list(blind)
         column, low, high = blind
         gate_sim = ~in_window(sim.reco.column(column), low, high)
         gate_data = ~in_window(data.reco.column(column), low, high)

@@ -453,7 +453,7 @@ def push_weights_spec(ctx: RunContext) -> str:
 def write_contexts(ctx: RunContext, folder: Path) -> tuple[Path, Path]:
     """The validated spectrum of the conditioning columns: the simulation's passing reco
     events with weights MC × push, over everything and inside the signal region."""
-    from simkit.events import Sample
+    from simkit.events import Sample, in_window
     from simkit.io import make_provenance, read_sample, read_weights, write_sample
 
     condition = ctx.config["surrogate"]["condition"]
@@ -466,7 +466,7 @@ def write_contexts(ctx: RunContext, folder: Path) -> tuple[Path, Path]:
     paths = []
     for name, rows in (
         ("contexts.h5", slice(None)),
-        ("contexts_sr.h5", (mjj >= low) & (mjj < high)),
+        ("contexts_sr.h5", in_window(mjj, low, high)),
     ):
         table = validated.mask(rows)
         if len(table) == 0:
