@@ -1,10 +1,14 @@
 """One sample against another: every metric, the plots, and the validation gate.
 
-The **validation gate** passes a candidate sample (simulation, a surrogate, a
-reweighted sample) against a reference (data) when a classifier cannot tell them
-apart — two-sample AUC ≤ ``max_auc`` (default 0.55) — *and* every column's shape agrees
-— χ²/ndf ≤ ``max_chi2_ndf`` (default 2). Both tests are on the point estimates; the
-AUC's bootstrap interval is reported beside it.
+The **validation gate** (:mod:`validation.gate`) passes a candidate sample
+(simulation, a surrogate, a reweighted sample) against a reference (data) when no
+test rejects agreement within stated tolerances at significance ``alpha`` (default
+0.01, Bonferroni over the tests): the held-out two-sample AUC against its Mann–Whitney
+null, AUC ≤ 0.5 + ``auc_tolerance`` (default 0.01), and every column's χ² with a
+relative mis-modelling ``chi2_tolerance`` (default 0.05) per bin added in quadrature.
+An independent sample of the reference's own distribution passes with probability
+≥ 1 − α at any sample size. χ²/ndf (without the tolerance) and the AUC's bootstrap
+interval are reported beside the p-values.
 
 >>> import numpy as np
 >>> from simkit.events import EventTable
@@ -27,35 +31,16 @@ import numpy as np
 from simkit.errors import SimkitError
 from simkit.events import EventTable
 from simkit.stats import effective_sample_size
-from validation.metrics import column_metrics, two_sample_auc
+from validation.gate import (
+    DEFAULT_ALPHA,
+    DEFAULT_AUC_TOLERANCE,
+    DEFAULT_CHI2_TOLERANCE,
+    calibrated_gate,
+    check_gate_options,
+)
+from validation.metrics import binned, column_metrics, two_sample_auc
 
-DEFAULT_MAX_AUC = 0.55
-DEFAULT_MAX_CHI2_NDF = 2.0
-
-
-def validation_gate(
-    auc: float,
-    chi2_ndf: Mapping[str, float],
-    *,
-    max_auc: float = DEFAULT_MAX_AUC,
-    max_chi2_ndf: float = DEFAULT_MAX_CHI2_NDF,
-) -> dict:
-    """The gate's verdict from a two-sample AUC and per-column χ²/ndf values.
-
-    Returns ``{"validated": bool, "auc_ok": bool, "chi2_ok": bool, "failing_columns": [...]}``.
-    """
-    if not 0.5 <= max_auc <= 1.0:
-        raise SimkitError(f"the AUC threshold must be in [0.5, 1], got {max_auc}")
-    if not max_chi2_ndf > 0:
-        raise SimkitError(f"the χ²/ndf threshold must be positive, got {max_chi2_ndf}")
-    failing = [name for name, value in chi2_ndf.items() if value > max_chi2_ndf]
-    auc_ok = bool(auc <= max_auc)
-    return {
-        "validated": auc_ok and not failing,
-        "auc_ok": auc_ok,
-        "chi2_ok": not failing,
-        "failing_columns": failing,
-    }
+__all__ = ["calibrated_gate", "compare", "verdict_line", "write_plots"]
 
 
 def _common_columns(reference: EventTable, candidate: EventTable, columns) -> tuple[str, ...]:
@@ -86,8 +71,9 @@ def compare(
     reference_weights: np.ndarray | None = None,
     candidate_weights: np.ndarray | None = None,
     columns: Sequence[str] | None = None,
-    max_auc: float = DEFAULT_MAX_AUC,
-    max_chi2_ndf: float = DEFAULT_MAX_CHI2_NDF,
+    alpha: float = DEFAULT_ALPHA,
+    auc_tolerance: float = DEFAULT_AUC_TOLERANCE,
+    chi2_tolerance: float = DEFAULT_CHI2_TOLERANCE,
     bins: int = 40,
     n_bootstrap: int = 100,
     seed: int = 0,
@@ -102,10 +88,14 @@ def compare(
     Weights default to the tables' own. Returns a flat dict (the ``metrics.json`` of
     ``simkit compare``): ``auc``, ``auc_low``, ``auc_high``, per column
     ``chi2_ndf_<col>``, ``triangular_<col>``, ``wasserstein_<col>``, ``ks_<col>``,
-    ``max_chi2_ndf``, ``ess_candidate``, the thresholds and ``validated``. With
-    ``output`` the plots ``<prefix>columns.png`` (and ``<prefix>weights.png`` when the
-    candidate is weighted) are written there.
+    ``max_chi2_ndf``, ``ess_candidate``, and the gate's keys
+    (:func:`~validation.gate.calibrated_gate`: ``auc_null_sigma``, ``auc_p_value``,
+    ``chi2_p_value_<col>``, ``min_p_value``, ``gate_alpha``, ``gate_auc_tolerance``,
+    ``gate_chi2_tolerance``, ..., ``validated``). With ``output`` the plots
+    ``<prefix>columns.png`` (and ``<prefix>weights.png`` when the candidate is weighted)
+    are written there.
     """
+    check_gate_options(alpha, auc_tolerance, chi2_tolerance)  # before any training
     columns = _common_columns(reference, candidate, columns)
     ref_w = reference.weights if reference_weights is None else np.asarray(reference_weights)
     cand_w = candidate.weights if candidate_weights is None else np.asarray(candidate_weights)
@@ -137,7 +127,21 @@ def compare(
         **dict(classifier or {}),
     )
     chi2 = {name: values["chi2_ndf"] for name, values in per_column.items()}
-    gate = validation_gate(auc.auc, chi2, max_auc=max_auc, max_chi2_ndf=max_chi2_ndf)
+    histograms = {  # the edges of column_metrics: the reference's quantiles
+        name: binned(
+            ref[:, k], cand[:, k], bins=bins, reference_weights=ref_w, candidate_weights=cand_w
+        )
+        for k, name in enumerate(columns)
+    }
+    gate = calibrated_gate(
+        auc.auc,
+        auc.ess_reference_test,
+        auc.ess_candidate_test,
+        histograms,
+        alpha=alpha,
+        auc_tolerance=auc_tolerance,
+        chi2_tolerance=chi2_tolerance,
+    )
     metrics: dict = {
         "n_reference": len(ref),
         "n_candidate": len(cand),
@@ -146,22 +150,15 @@ def compare(
         "auc": auc.auc,
         "auc_low": auc.low,
         "auc_high": auc.high,
+        "auc_ess_reference": auc.ess_reference_test,
+        "auc_ess_candidate": auc.ess_candidate_test,
         "max_chi2_ndf": max(chi2.values()),
         "worst_column": max(chi2, key=chi2.get),
     }
     for name, values in per_column.items():
         for key in ("chi2_ndf", "triangular", "wasserstein", "ks"):
             metrics[f"{key}_{name}"] = values[key]
-    metrics.update(
-        {
-            "gate_max_auc": max_auc,
-            "gate_max_chi2_ndf": max_chi2_ndf,
-            "auc_ok": gate["auc_ok"],
-            "chi2_ok": gate["chi2_ok"],
-            "failing_columns": gate["failing_columns"],
-            "validated": gate["validated"],
-        }
-    )
+    metrics.update(gate)  # the p-values, the gate's settings and its verdict
     if output is not None:
         write_plots(
             Path(output),
@@ -198,14 +195,36 @@ def write_plots(folder: Path, columns, reference, candidate, *, units, bins, pre
 
 
 def verdict_line(metrics: Mapping) -> str:
-    """One line for stdout: VALIDATED / NOT VALIDATED and why."""
+    """One line for stdout: VALIDATED / NOT VALIDATED and why.
+
+    >>> print(verdict_line({"validated": True, "auc": 0.503, "auc_low": None,
+    ...     "auc_null_sigma": 0.0129, "auc_p_value": 0.77, "max_chi2_ndf": 1.1,
+    ...     "worst_column": "x", "chi2_p_value_x": 0.3, "min_p_value": 0.3,
+    ...     "gate_alpha_per_test": 0.005, "gate_alpha": 0.01, "gate_tests": 2,
+    ...     "gate_auc_tolerance": 0.01, "gate_chi2_tolerance": 0.05, "failing_columns": []}
+    ...     ).replace("; ", "\\n"))
+    VALIDATED: AUC 0.5030 (null σ 0.0129, p 0.77)
+    max χ²/ndf 1.10 in x (p 0.3)
+    min p 0.3 ≥ 0.005 = α 0.01 / 2 tests (tolerances: AUC 0.5 + 0.01, 5 % per bin)
+    """
     auc = f"AUC {metrics['auc']:.4f}"
     if metrics.get("auc_low") is not None:
         auc += f" [{metrics['auc_low']:.4f}, {metrics['auc_high']:.4f}]"
-    auc += f" (≤ {metrics['gate_max_auc']})"
+    auc += f" (null σ {metrics['auc_null_sigma']:.4f}, p {metrics['auc_p_value']:.2g})"
+    worst = metrics["worst_column"]
     chi2 = (
-        f"max χ²/ndf {metrics['max_chi2_ndf']:.2f} in {metrics['worst_column']} "
-        f"(≤ {metrics['gate_max_chi2_ndf']})"
+        f"max χ²/ndf {metrics['max_chi2_ndf']:.2f} in {worst} "
+        f"(p {metrics[f'chi2_p_value_{worst}']:.2g})"
     )
-    word = "VALIDATED" if metrics["validated"] else "NOT VALIDATED"
-    return f"{word}: {auc}; {chi2}"
+    validated = metrics["validated"]
+    gate = (
+        f"min p {metrics['min_p_value']:.2g} {'≥' if validated else '<'} "
+        f"{metrics['gate_alpha_per_test']:.2g} = α {metrics['gate_alpha']:g} / "
+        f"{metrics['gate_tests']} tests (tolerances: AUC 0.5 + {metrics['gate_auc_tolerance']:g}, "
+        f"{100 * metrics['gate_chi2_tolerance']:g} % per bin)"
+    )
+    failing = ([] if metrics.get("auc_ok", True) else ["AUC"]) + list(metrics["failing_columns"])
+    if failing:
+        gate += f"; failing: {', '.join(failing)}"
+    word = "VALIDATED" if validated else "NOT VALIDATED"
+    return f"{word}: {auc}; {chi2}; {gate}"

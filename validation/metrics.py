@@ -35,11 +35,14 @@ import scipy.stats
 
 from simkit.errors import SimkitError
 from simkit.stats import effective_sample_size, roc_auc, weighted_quantile
+from validation.gate import auc_null_sigma, chi2_p_value, shape_chi2
 
 __all__ = [
+    "AUCNull",
     "IBUResult",
     "TwoSampleAUC",
     "TwoSampleClassifier",
+    "auc_null_distribution",
     "binned",
     "bootstrap_auc_interval",
     "check_weights",
@@ -225,6 +228,11 @@ class Chi2:
     def per_ndf(self) -> float:
         return self.chi2 / self.ndf if self.ndf > 0 else 0.0
 
+    @property
+    def p_value(self) -> float:
+        """P(χ²_ndf ≥ χ²): :func:`validation.gate.chi2_p_value`."""
+        return chi2_p_value(self.chi2, self.ndf)
+
 
 def chi2_ndf(
     reference: np.ndarray,
@@ -233,6 +241,7 @@ def chi2_ndf(
     bins: int | np.ndarray = 40,
     reference_weights: np.ndarray | None = None,
     candidate_weights: np.ndarray | None = None,
+    tolerance: float = 0.0,
 ) -> Chi2:
     """Shape χ² of two weighted histograms, with Σw² as each bin's variance.
 
@@ -240,13 +249,14 @@ def chi2_ndf(
     χ² = Σᵢ (Rᵢ − s·Cᵢ)² / (σ²_Rᵢ + s²·σ²_Cᵢ) over bins where either is filled
     (under/overflow included), and ndf = (filled bins) − 1 for the normalization.
     Same-distribution samples give χ²/ndf ≈ 1; it is a shape test, not a rate test.
+    ``tolerance`` τ > 0 adds (τ·s·Cᵢ)² to each bin's variance: the gate's allowance
+    for a relative mis-modelling (:func:`validation.gate.shape_chi2`).
     """
     h = binned(reference, candidate, bins=bins, **_named(reference_weights, candidate_weights))
-    scale = h.reference.sum() / h.candidate.sum()
-    variance = h.reference_w2 + scale**2 * h.candidate_w2
-    used = variance > 0
-    chi2 = np.sum((h.reference[used] - scale * h.candidate[used]) ** 2 / variance[used])
-    return Chi2(float(chi2), int(used.sum()) - 1)
+    chi2, ndf = shape_chi2(
+        h.reference, h.reference_w2, h.candidate, h.candidate_w2, tolerance=tolerance
+    )
+    return Chi2(chi2, ndf)
 
 
 def wasserstein(
@@ -340,6 +350,14 @@ class TwoSampleAUC:
     high: float | None
     n_reference: int
     n_candidate: int
+    # Kish effective sizes of the held-out events the AUC was computed on
+    ess_reference_test: float | None = None
+    ess_candidate_test: float | None = None
+
+    @property
+    def null_sigma(self) -> float:
+        """The AUC's spread when both samples agree (:func:`validation.gate.auc_null_sigma`)."""
+        return auc_null_sigma(self.ess_reference_test, self.ess_candidate_test)
 
 
 def _features(x, name: str) -> np.ndarray:
@@ -482,8 +500,10 @@ def two_sample_auc(
     held out; the classifier (:mod:`validation.classifier`, trained on the other half
     with the samples balanced to equal total weight) scores them and the weighted ROC
     AUC (:func:`simkit.stats.roc_auc`, candidate = positive class) is returned. 0.5
-    means indistinguishable; under that null its spread is about
-    sqrt((n₁ + n₂ + 1) / (12 n₁ n₂)) for n₁, n₂ held-out events.
+    means indistinguishable; under that null its spread is ``result.null_sigma`` =
+    sqrt((n₁ + n₂ + 1) / (12 n₁ n₂)) for n₁, n₂ held-out events (Kish effective sizes,
+    ``ess_reference_test`` and ``ess_candidate_test``); :func:`auc_null_distribution`
+    measures it.
 
     ``n_bootstrap > 0`` adds a 95 % percentile interval from Poisson(1) bootstrap
     replicas of the held-out events: it covers the statistical error of the
@@ -524,7 +544,70 @@ def two_sample_auc(
         high=high,
         n_reference=trained.n_reference,
         n_candidate=trained.n_candidate,
+        ess_reference_test=effective_sample_size(w_test[labels == 0]),
+        ess_candidate_test=effective_sample_size(w_test[labels == 1]),
     )
+
+
+@dataclass
+class AUCNull:
+    """Result of :func:`auc_null_distribution`."""
+
+    aucs: np.ndarray  # one held-out AUC per trial
+    null_sigmas: np.ndarray  # the analytic σ₀ of each trial's held-out events
+
+    @property
+    def spread(self) -> float:
+        """The measured standard deviation of the null AUCs."""
+        return float(np.std(self.aucs, ddof=1))
+
+
+def auc_null_distribution(
+    sample: np.ndarray,
+    *,
+    weights: np.ndarray | None = None,
+    trials: int = 20,
+    seed: int = 0,
+    device: str = "auto",
+    progress: bool = False,
+    **classifier_options,
+) -> AUCNull:
+    """The two-sample AUC's null distribution, measured on ``sample`` itself.
+
+    Each trial splits ``sample`` (with its ``weights``) into two random halves and runs
+    :func:`two_sample_auc` of one against the other: a classifier trained and
+    evaluated on two samples of one distribution. The spread of the AUCs is the null
+    spread, training noise included, that :func:`validation.gate.auc_null_sigma` gives
+    analytically (``null_sigmas``, one per trial); the gate relies on the latter, and
+    this function is how to check it on a sample of your own. Options as
+    :func:`two_sample_auc`.
+
+    >>> import numpy as np
+    >>> null = auc_null_distribution(np.random.default_rng(0).normal(size=(2000, 2)),
+    ...                              trials=3, device="cpu", epochs=2, batch_size=512)
+    >>> null.aucs.shape, bool(0.01 < null.null_sigmas[0] < 0.03)
+    ((3,), True)
+    """
+    from tqdm.auto import tqdm
+
+    if trials < 2:
+        raise SimkitError(f"the AUC null distribution needs at least 2 trials, got {trials}")
+    x = _features(sample, "candidate")
+    w = _weights(weights, len(x), "candidate")
+    aucs, sigmas = np.empty(trials), np.empty(trials)
+    for k in tqdm(range(trials), desc="AUC null", disable=not progress, leave=False):
+        first = np.random.default_rng([seed, 13, k]).permutation(len(x)) < len(x) // 2
+        result = two_sample_auc(
+            x[first],
+            x[~first],
+            reference_weights=w[first],
+            candidate_weights=w[~first],
+            seed=seed + k,
+            device=device,
+            **classifier_options,
+        )
+        aucs[k], sigmas[k] = result.auc, result.null_sigma
+    return AUCNull(aucs=aucs, null_sigmas=sigmas)
 
 
 # --------------------------------------------------------------------------- IBU baseline

@@ -7,12 +7,13 @@ import time
 from pathlib import Path
 
 from simkit.cli import (
+    _float_in,
     add_blind,
     add_device,
     add_output,
     add_seed,
     blind_window,
-    positive_float,
+    non_negative_float,
     positive_int,
     say,
     subparser,
@@ -20,6 +21,41 @@ from simkit.cli import (
 
 #: Exit status of ``--strict`` when the candidate is not validated (bad input is 2).
 NOT_VALIDATED_EXIT = 4
+
+
+def probability(text: str) -> float:
+    """argparse type: a float strictly between 0 and 1."""
+    return _float_in(text, lambda v: 0.0 < v < 1.0, "strictly between 0 and 1")
+
+
+def add_gate_options(parser) -> None:
+    """``--alpha``, ``--auc-tolerance``, ``--chi2-tolerance``: the validation gate's
+    settings (:mod:`validation.gate`, whose defaults they show), for compare and unfold."""
+    from validation.gate import DEFAULT_ALPHA, DEFAULT_AUC_TOLERANCE, DEFAULT_CHI2_TOLERANCE
+
+    parser.add_argument(
+        "--alpha",
+        type=probability,
+        default=DEFAULT_ALPHA,
+        help="gate: significance level; every p-value must be ≥ alpha / (number of tests: "
+        "the AUC and one per column, Bonferroni)",
+    )
+    parser.add_argument(
+        "--auc-tolerance",
+        type=non_negative_float,
+        default=DEFAULT_AUC_TOLERANCE,
+        metavar="DELTA",
+        help="gate: the AUC test is one-sided, of AUC ≤ 0.5 + DELTA, against the AUC's "
+        "Mann–Whitney null spread",
+    )
+    parser.add_argument(
+        "--chi2-tolerance",
+        type=non_negative_float,
+        default=DEFAULT_CHI2_TOLERANCE,
+        metavar="TAU",
+        help="gate: relative mis-modelling allowed per histogram bin, added in quadrature "
+        "to each bin's variance of the χ² test (0: the statistical χ² alone)",
+    )
 
 
 def register(sub, common) -> None:
@@ -31,8 +67,10 @@ def register(sub, common) -> None:
         description="Compare a candidate sample (simulation, surrogate, reweighted) with a "
         "reference (data) at one level: per-column χ²/ndf, triangular discriminator, "
         "Wasserstein-1 and Kolmogorov–Smirnov distances, a classifier two-sample AUC with a "
-        "bootstrap interval, and the validation gate: validated when AUC ≤ --max-auc and "
-        "every column's χ²/ndf ≤ --max-chi2-ndf. Writes metrics.json and PNG plots.",
+        "bootstrap interval, and the validation gate: validated when no test rejects "
+        "agreement within the tolerances at significance --alpha — the held-out AUC against "
+        "its null (AUC ≤ 0.5 + --auc-tolerance) and each column's χ² with --chi2-tolerance "
+        "per bin. Writes metrics.json and PNG plots.",
     )
     p.add_argument("--reference", required=True, metavar="A.h5", help="reference event file")
     p.add_argument("--candidate", required=True, metavar="B.h5", help="candidate event file")
@@ -49,15 +87,7 @@ def register(sub, common) -> None:
     )
     p.add_argument("--level", choices=("reco", "gen"), default="reco", help="level to compare")
     p.add_argument("--columns", nargs="+", metavar="COL", help="columns (None: all)")
-    p.add_argument(
-        "--max-auc", type=positive_float, default=0.55, help="gate: largest two-sample AUC"
-    )
-    p.add_argument(
-        "--max-chi2-ndf",
-        type=positive_float,
-        default=2.0,
-        help="gate: largest χ²/ndf of any column",
-    )
+    add_gate_options(p)
     p.add_argument("--bins", type=positive_int, default=40, help="histogram bins per column")
     p.add_argument(
         "--bootstrap",
@@ -119,6 +149,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.bootstrap < 0:
         raise SimkitError(f"--bootstrap must be 0 or more, got {args.bootstrap}")
+    if args.auc_tolerance >= 0.5:
+        raise SimkitError(f"--auc-tolerance must be below 0.5, got {args.auc_tolerance}")
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise SimkitError(f"{out}: exists and is not a folder")
@@ -142,8 +174,9 @@ def run(args: argparse.Namespace) -> int:
         reference_weights=ref_w,
         candidate_weights=cand_w,
         columns=args.columns,
-        max_auc=args.max_auc,
-        max_chi2_ndf=args.max_chi2_ndf,
+        alpha=args.alpha,
+        auc_tolerance=args.auc_tolerance,
+        chi2_tolerance=args.chi2_tolerance,
         bins=args.bins,
         n_bootstrap=args.bootstrap,
         seed=args.seed,

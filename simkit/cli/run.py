@@ -80,7 +80,8 @@ def execute(args: argparse.Namespace, config, run_dir: Path) -> int:
             word = "VALIDATED" if value else "NOT VALIDATED"
             lines.append(
                 f"  gate {name}: {word} (AUC {top[f'gate_{name}_auc']:.3f}, "
-                f"max χ²/ndf {top[f'gate_{name}_max_chi2_ndf']:.2f})"
+                f"max χ²/ndf {top[f'gate_{name}_max_chi2_ndf']:.2f}, "
+                f"min p {top[f'gate_{name}_min_p_value']:.2g})"
             )
         elif key.startswith("detector_") and key.endswith("_auc") and value is not None:
             name = key.removeprefix("detector_").removesuffix("_auc")

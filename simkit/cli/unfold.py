@@ -21,6 +21,7 @@ from simkit.cli import (
     subparser,
     widths,
 )
+from simkit.cli.compare import add_gate_options
 
 
 def register(sub, common) -> None:
@@ -107,8 +108,7 @@ def register(sub, common) -> None:
     p.add_argument("--sim-weights", metavar="W.h5:DATASET", help="MC weights (default: file's)")
     p.add_argument("--data-weights", metavar="W.h5:DATASET", help="data weights (default: file's)")
     gate = p.add_argument_group("validation gate (reco level, before and after)")
-    gate.add_argument("--max-auc", type=positive_float, default=0.55)
-    gate.add_argument("--max-chi2-ndf", type=positive_float, default=2.0)
+    add_gate_options(gate)
     gate.add_argument("--bins", type=positive_int, default=40, help="histogram bins per column")
     p.add_argument(
         "--score-truth",
@@ -179,6 +179,8 @@ def run(args: argparse.Namespace) -> int:
         raise SimkitError(f"--bootstrap must be 0 or more, got {args.bootstrap}")
     if args.patience < 0:
         raise SimkitError(f"--patience must be 0 or more, got {args.patience}")
+    if args.auc_tolerance >= 0.5:
+        raise SimkitError(f"--auc-tolerance must be below 0.5, got {args.auc_tolerance}")
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise SimkitError(f"{out}: exists and is not a folder")
@@ -250,9 +252,11 @@ def run(args: argparse.Namespace) -> int:
         where = f" outside {low:g} ≤ {column} < {high:g}"
     print(
         f"gate at reco level{where}: before {_word(metrics['before_validated'])} "
-        f"(AUC {metrics['before_auc']:.4f}, max χ²/ndf {metrics['before_max_chi2_ndf']:.2f}); "
-        f"after {_word(metrics['validated'])} "
-        f"(AUC {metrics['after_auc']:.4f}, max χ²/ndf {metrics['after_max_chi2_ndf']:.2f})",
+        f"(AUC {metrics['before_auc']:.4f}, max χ²/ndf {metrics['before_max_chi2_ndf']:.2f}, "
+        f"min p {metrics['before_min_p_value']:.2g}); after {_word(metrics['validated'])} "
+        f"(AUC {metrics['after_auc']:.4f}, max χ²/ndf {metrics['after_max_chi2_ndf']:.2f}, "
+        f"min p {metrics['after_min_p_value']:.2g}; every p must be ≥ "
+        f"{metrics['gate_alpha_per_test']:.2g})",
         flush=True,
     )
     say(args, f"weights, reweighter, metrics and plots in {out}/")
@@ -314,8 +318,9 @@ def _metrics(
         gate_sim = ~in_window(sim.reco.column(column), low, high)
         gate_data = ~in_window(data.reco.column(column), low, high)
     gate = {
-        "max_auc": args.max_auc,
-        "max_chi2_ndf": args.max_chi2_ndf,
+        "alpha": args.alpha,
+        "auc_tolerance": args.auc_tolerance,
+        "chi2_tolerance": args.chi2_tolerance,
         "bins": args.bins,
         "seed": args.seed,
         "device": args.device,
@@ -328,13 +333,23 @@ def _metrics(
         ref, cand, reference_weights=ref_w, candidate_weights=cand_w * push[gate_sim], **gate
     )
     for name, result in (("before", before), ("after", after)):
-        for key in ("auc", "auc_low", "auc_high", "max_chi2_ndf", "worst_column"):
+        for key in (
+            "auc",
+            "auc_low",
+            "auc_high",
+            "auc_null_sigma",
+            "auc_p_value",
+            "max_chi2_ndf",
+            "worst_column",
+            "min_p_value",
+        ):
             metrics[f"{name}_{key}"] = result[key]
         for c in columns:
             metrics[f"{name}_chi2_ndf_{c}"] = result[f"chi2_ndf_{c}"]
+            metrics[f"{name}_chi2_p_value_{c}"] = result[f"chi2_p_value_{c}"]
         metrics[f"{name}_validated"] = result["validated"]
-    metrics["gate_max_auc"] = args.max_auc
-    metrics["gate_max_chi2_ndf"] = args.max_chi2_ndf
+    for key in ("tests", "alpha", "alpha_per_test", "auc_tolerance", "chi2_tolerance"):
+        metrics[f"gate_{key}"] = after[f"gate_{key}"]
     metrics["validated"] = after["validated"]
 
     gen_rows = sim.gen.passed & (sim_w > 0)

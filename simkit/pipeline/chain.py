@@ -397,9 +397,21 @@ def _unfold_argv(ctx: RunContext, folder: Path, seed: int) -> list:
     argv += ["--iterations", unf["iterations"], "--failed-reco", unf["failed_reco"]]
     argv += ["--ensemble", unf["ensemble"], "--epochs", unf["epochs"]]
     argv += ["--batch-size", unf["batch_size"], "--seed", seed, "--device", ctx.device]
-    argv += ["--max-auc", gate["max_auc"], "--max-chi2-ndf", gate["max_chi2_ndf"]]
+    argv += _gate_args(gate)
     argv += ["--bins", gate["bins"], *_blind_args(ctx), "-o", folder, *ctx.quiet_flag()]
     return argv
+
+
+def _gate_args(gate: Mapping) -> list:
+    """The validation gate's settings (``[compare]``) as ``compare``/``unfold`` flags."""
+    return [
+        "--alpha",
+        gate["alpha"],
+        "--auc-tolerance",
+        gate["auc_tolerance"],
+        "--chi2-tolerance",
+        gate["chi2_tolerance"],
+    ]
 
 
 def _blind_args(ctx: RunContext) -> list:
@@ -429,8 +441,9 @@ def stage_unfold(ctx: RunContext) -> Stage:
 
         command = simkit_command(_unfold_argv(ctx, folder, seed))
         metrics = json.loads((folder / "metrics.json").read_text())
-        keep = ("before_auc", "before_max_chi2_ndf", "before_validated", "after_auc")
-        keep += ("after_max_chi2_ndf", "after_validated", "ess_final", "seconds_unfold")
+        keep = ("before_auc", "before_max_chi2_ndf", "before_min_p_value", "before_validated")
+        keep += ("after_auc", "after_max_chi2_ndf", "after_min_p_value", "after_validated")
+        keep += ("ess_final", "seconds_unfold")
         return {**{k: metrics[k] for k in keep}, "commands": [command]}
 
     return Stage(
@@ -624,7 +637,7 @@ def stage_compare(ctx: RunContext) -> Stage:
                 argv += ["--candidate-weights", item.weights]
             if item.columns:
                 argv += ["--columns", *item.columns]
-            argv += ["--max-auc", gate["max_auc"], "--max-chi2-ndf", gate["max_chi2_ndf"]]
+            argv += _gate_args(gate)
             argv += ["--bins", gate["bins"], "--bootstrap", gate["bootstrap"]]
             if item.reference is None:  # against the data
                 argv += _blind_args(ctx)
@@ -643,6 +656,8 @@ def stage_compare(ctx: RunContext) -> Stage:
                         "auc_high",
                         "max_chi2_ndf",
                         "worst_column",
+                        "auc_p_value",
+                        "min_p_value",
                         "n_reference",
                         "n_candidate",
                         "ess_candidate",

@@ -23,6 +23,7 @@ from typing import Any
 from simkit.errors import SimkitError
 from simkit.generators.pythia import DEFAULT_TUNE, TUNES
 from simkit.pipeline.schema import Key, Section, parse_document
+from validation.gate import DEFAULT_ALPHA, DEFAULT_AUC_TOLERANCE, DEFAULT_CHI2_TOLERANCE
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -69,6 +70,10 @@ def _eps_targets(values: list[float]) -> str | None:
     if any(not 0.0 < v < 1.0 for v in values):
         return "must lie strictly between 0 and 1"
     return _unique(values)
+
+
+def _probability(value: float) -> str | None:
+    return None if 0.0 < value < 1.0 else "must lie strictly between 0 and 1"
 
 
 def _tune(name: str) -> str | None:
@@ -277,13 +282,36 @@ SECTIONS: tuple[Section, ...] = (
     Section(
         "compare",
         [
-            Key("max_auc", float, 0.55, "gate: largest two-sample AUC", low=0.5, high=1.0),
-            Key("max_chi2_ndf", float, 2.0, "gate: largest χ²/ndf of any column", low=0.01),
+            Key(
+                "alpha",
+                float,
+                DEFAULT_ALPHA,
+                "gate: significance level, 0 < alpha < 1; every p-value must be ≥ alpha / "
+                "(number of tests: the AUC and one per column, Bonferroni)",
+                check=_probability,
+            ),
+            Key(
+                "auc_tolerance",
+                float,
+                DEFAULT_AUC_TOLERANCE,
+                "gate: the AUC test is one-sided, of AUC ≤ 0.5 + auc_tolerance",
+                low=0.0,
+                high=0.49,
+            ),
+            Key(
+                "chi2_tolerance",
+                float,
+                DEFAULT_CHI2_TOLERANCE,
+                "gate: relative mis-modelling allowed per bin, added in quadrature to the χ² "
+                "test's variance",
+                low=0.0,
+            ),
             Key("bins", int, 40, "histogram bins per column", low=2),
             Key("bootstrap", int, 100, "bootstrap replicas of the AUC interval", low=0),
             Key("pull", bool, True, "also compare the simulation × pull weights with the data"),
         ],
-        help="the validation gate (AUC ≤ max_auc and every χ²/ndf ≤ max_chi2_ndf)",
+        help="the validation gate: validated when no test rejects agreement within the "
+        "tolerances at significance alpha (AUC against its null; χ² per column)",
     ),
     Section(
         "detect",

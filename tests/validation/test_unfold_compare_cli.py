@@ -61,6 +61,8 @@ def test_unfold_writes_weights_metrics_plots_and_reweighter(files, tmp_path, cap
         "--seed",
         3,
         "--score-truth",
+        "--alpha",
+        0.02,
         "-o",
         out,
         *QUICK,
@@ -81,9 +83,15 @@ def test_unfold_writes_weights_metrics_plots_and_reweighter(files, tmp_path, cap
         "before_validated",
         "validated",
         "truth_triangular_x",
+        "before_auc_p_value",
+        "before_chi2_p_value_x",
+        "after_min_p_value",
     ):
         assert key in metrics
     assert metrics["before_validated"] is False  # N(0,1) vs N(0.2,0.8) is visible at 3000 events
+    # --alpha reaches both gates: two tests (AUC, x), Bonferroni
+    assert metrics["gate_alpha"] == 0.02 and metrics["gate_alpha_per_test"] == 0.01
+    assert metrics["gate_auc_tolerance"] == 0.01 and metrics["gate_chi2_tolerance"] == 0.05
     for png in ("reco.png", "gen.png", "weights.png", "iterations.png"):
         assert (out / png).stat().st_size > 1000
     sim = read_sample(files / "sim.h5")
@@ -113,8 +121,12 @@ def test_compare_gate_and_candidate_weights(files, tmp_path, capsys):
         metrics["validated"] is False
         and metrics["auc_low"] <= metrics["auc"] <= metrics["auc_high"]
     )
+    for key in ("auc_null_sigma", "auc_p_value", "chi2_p_value_x", "min_p_value", "max_chi2_ndf"):
+        assert key in metrics
+    assert (metrics["gate_alpha"], metrics["gate_auc_tolerance"]) == (0.01, 0.01)
+    assert metrics["gate_chi2_tolerance"] == 0.05
     assert (out / "columns.png").exists()
-    # relaxed thresholds pass the same samples: both flags reach the gate
+    # loose tolerances pass the same samples: every gate flag reaches the gate
     code, stdout, _ = run(
         capsys,
         "compare",
@@ -122,17 +134,22 @@ def test_compare_gate_and_candidate_weights(files, tmp_path, capsys):
         files / "data.h5",
         "--candidate",
         files / "sim.h5",
-        "--max-auc",
-        0.99,
-        "--max-chi2-ndf",
-        1e6,
+        "--alpha",
+        1e-6,
+        "--auc-tolerance",
+        0.4,
+        "--chi2-tolerance",
+        10,
         "--bootstrap",
         0,
         "-o",
         out,
         *QUICK,
     )
-    assert code == 0 and stdout.startswith("VALIDATED")
+    assert code == 0 and stdout.startswith("VALIDATED"), stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert (metrics["gate_alpha"], metrics["gate_auc_tolerance"]) == (1e-6, 0.4)
+    assert metrics["gate_chi2_tolerance"] == 10
     # --strict turns "not validated" into exit status 4
     code, _, _ = run(
         capsys,
@@ -243,6 +260,26 @@ def test_bad_input_is_one_clear_line(files, tmp_path, capsys):
         (
             ["compare", "--reference", data, "--candidate", sim, "--blind", "0:1"],
             "has no column 'mjj'",
+        ),
+        (
+            ["compare", "--reference", data, "--candidate", sim, "--alpha", 1],
+            "--alpha: must be strictly between 0 and 1, got 1",
+        ),
+        (
+            ["compare", "--reference", data, "--candidate", sim, "--alpha", "nan"],
+            "--alpha: must be strictly between 0 and 1, got nan",
+        ),
+        (
+            ["compare", "--reference", data, "--candidate", sim, "--chi2-tolerance", -0.1],
+            "--chi2-tolerance: must be a finite number ≥ 0, got -0.1",
+        ),
+        (
+            ["compare", "--reference", data, "--candidate", sim, "--auc-tolerance", 0.5],
+            "--auc-tolerance must be below 0.5, got 0.5",
+        ),
+        (
+            ["unfold", "--sim", sim, "--data", data, "--auc-tolerance", "-1"],
+            "--auc-tolerance: must be a finite number ≥ 0, got -1",
         ),
     ]
     for argv, message in cases:
