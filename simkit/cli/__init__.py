@@ -24,6 +24,7 @@ COMMANDS = (
     "unfold",
     "compare",
     "detect",
+    "search",
     "run",
     "demo",
 )

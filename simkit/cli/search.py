@@ -1,0 +1,320 @@
+"""``simkit template`` and ``simkit search``: build a background template, then search the
+data against it in an mjj window (:mod:`detectors.templates`, :mod:`detectors.search`)."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from simkit.cli import (
+    _float_in,
+    add_device,
+    add_output,
+    add_seed,
+    positive_float,
+    positive_int,
+    say,
+    subparser,
+)
+
+TEMPLATE_KINDS = ("validated-flow", "sideband-flow", "reweighted-sim")
+
+
+def _efficiencies(text: str) -> tuple[float, ...]:
+    values = []
+    for part in text.split(","):
+        values.append(_float_in(part.strip(), lambda v: 0.0 < v < 1.0, "strictly in (0, 1)"))
+    if not values:
+        raise argparse.ArgumentTypeError("give at least one efficiency, e.g. 0.1,0.01")
+    return tuple(values)
+
+
+def _names(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected column names like m_j1,tau21_j1, got {text!r}")
+    return names
+
+
+def _window_options(p) -> None:
+    p.add_argument(
+        "--window",
+        required=True,
+        metavar="LOW:HIGH",
+        help="the signal-region window in mjj (GeV), e.g. 3300:3700",
+    )
+    p.add_argument(
+        "--sideband-width",
+        type=positive_float,
+        metavar="GEV",
+        help="width of the sidebands on each side of the window (default: the window's width)",
+    )
+    p.add_argument(
+        "--features",
+        type=_names,
+        metavar="A,B,…",
+        help="classifier / template features (default: every jet-substructure column the "
+        "files share, mjj excluded)",
+    )
+
+
+def register(sub, common) -> None:
+    from detectors.search import SearchConfig
+    from detectors.template import CLASSIFIERS, TemplateClassifierConfig
+
+    defaults = TemplateClassifierConfig()
+    search_defaults = SearchConfig()
+
+    t = subparser(
+        sub,
+        "template",
+        common,
+        help="build a background template for the search in an mjj window",
+        description="Build a background template: what the data in a window would look "
+        "like without signal.\n"
+        "  validated-flow  the flow fitted to the simulation (--flow), sampled with mjj "
+        "from the simulation, weighted by the reco-level reweighting of the blinded "
+        "OmniFold weights (--weights)\n"
+        "  reweighted-sim  the simulation × the blinded OmniFold weights (SALAD)\n"
+        "  sideband-flow   a flow given mjj learnt on the data outside the window, mjj "
+        "inside drawn from the dijet fit of the data (CATHODE)\n"
+        "--run RUN_DIR takes the simulation, the weights (unfold/weights.h5:omnifold/pull), "
+        "the flow (surrogate-flow/model) and the data from a `simkit run` folder.",
+    )
+    t.add_argument("kind", choices=TEMPLATE_KINDS, help="which template")
+    t.add_argument("--run", metavar="RUN_DIR", help="take the inputs from a `simkit run` folder")
+    t.add_argument("--sim", metavar="SIM.h5", help="the simulation (reco level is read)")
+    t.add_argument(
+        "--weights",
+        metavar="W.h5:DATASET",
+        help="per-event weights of the simulation, e.g. unfold/weights.h5:omnifold/pull "
+        "(blinded to the window)",
+    )
+    t.add_argument(
+        "--flow", metavar="MODEL", help="a flow fitted to the simulation (mjj condition)"
+    )
+    t.add_argument("--data", metavar="DATA.h5", help="the data (sideband-flow)")
+    t.add_argument(
+        "--events",
+        type=positive_int,
+        default=200_000,
+        help="events sampled by the flow templates",
+    )
+    t.add_argument(
+        "--flow-epochs", type=positive_int, default=40, help="sideband-flow: training epochs"
+    )
+    _window_options(t)
+    add_seed(t)
+    add_device(t)
+    add_output(t, "the template event file to write")
+    t.set_defaults(func=run_template)
+
+    p = subparser(
+        sub,
+        "search",
+        common,
+        help="search the data against a background template in an mjj window",
+        description="Train a k-folded classifier of the data against the template inside "
+        "the window, cut at fixed data efficiencies, and compare the count after the cut "
+        "with the template's estimate (its efficiency × the background from the sideband "
+        "fit of the uncut spectrum): local Z before and after the cut, the bump hunt after "
+        "the cut as a cross-check, sculpting of the background's mjj shape, and the "
+        "template gate (data against the template in the sidebands). Writes metrics.json "
+        "and plots.",
+    )
+    p.add_argument("--data", required=True, metavar="DATA.h5", help="the data event file")
+    p.add_argument(
+        "--template", required=True, metavar="T.h5", help="the template (`simkit template`)"
+    )
+    p.add_argument(
+        "--template-weights", metavar="W.h5:DATASET", help="extra per-event template weights"
+    )
+    _window_options(p)
+    p.add_argument(
+        "--classifier", choices=CLASSIFIERS, default=defaults.classifier, help="the classifier"
+    )
+    p.add_argument("--folds", type=positive_int, default=defaults.folds, help="k of k-folding")
+    p.add_argument(
+        "--ensemble", type=positive_int, default=defaults.ensemble, help="models per fold"
+    )
+    p.add_argument(
+        "--oversample",
+        type=positive_float,
+        default=defaults.oversample,
+        help="template events per data event in training",
+    )
+    p.add_argument(
+        "--efficiencies",
+        type=_efficiencies,
+        default=search_defaults.efficiencies,
+        metavar="E1,E2,…",
+        help="data efficiencies of the cuts",
+    )
+    p.add_argument(
+        "--primary",
+        type=lambda s: _float_in(s, lambda v: 0.0 < v < 1.0, "strictly in (0, 1)"),
+        default=search_defaults.primary_efficiency,
+        help="the cut whose Z is the window's z_local (one of --efficiencies)",
+    )
+    p.add_argument(
+        "--bin-width",
+        type=positive_float,
+        default=search_defaults.bin_width,
+        help="mjj bin width of the sideband fits (GeV)",
+    )
+    from simkit.cli.compare import add_gate_options
+
+    add_gate_options(p)
+    p.add_argument("--no-gate", action="store_true", help="skip the template gate")
+    add_seed(p)
+    add_device(p)
+    add_output(p, "output folder (metrics.json and plots)")
+    p.set_defaults(func=run_search)
+
+
+# --------------------------------------------------------------------------- template
+
+
+def _from_run(args) -> None:
+    """Fill --sim/--weights/--flow/--data from a run folder where not given."""
+    if args.run is None:
+        return
+    run = Path(args.run)
+    if not run.is_dir():
+        from simkit.errors import SimkitError
+
+        raise SimkitError(f"{run}: not a run folder")
+    args.sim = args.sim or str(run / "sim" / "sim.h5")
+    args.weights = args.weights or f"{run / 'unfold' / 'weights.h5'}:omnifold/pull"
+    args.flow = args.flow or str(run / "surrogate-flow" / "model")
+    args.data = args.data or str(run / "data" / "data.h5")
+
+
+def _require(args, *names) -> None:
+    from simkit.errors import SimkitError
+
+    missing = [f"--{n}" for n in names if getattr(args, n) is None]
+    if missing:
+        raise SimkitError(f"{args.kind} needs {', '.join(missing)} (or --run RUN_DIR)")
+
+
+def run_template(args) -> int:
+    import numpy as np
+
+    from detectors.labels import SignalRegion
+    from detectors.search import gate_sidebands, search_features
+    from detectors.templates import reweighted_sim, sideband_flow, validated_flow
+    from simkit.events import Sample
+    from simkit.io import make_provenance, read_sample, read_weights, write_sample
+
+    t0 = time.perf_counter()
+    _from_run(args)
+    region = SignalRegion.parse(args.window, what="--window")
+    (low, _), (_, high) = gate_sidebands(region, args.sideband_width)
+    inputs: dict = {}
+    if args.kind == "reweighted-sim":
+        _require(args, "sim", "weights")
+        sim = read_sample(args.sim, levels=["reco"]).reco
+        weights = read_weights(args.weights, len(sim))
+        table = reweighted_sim(sim, weights)
+        inputs = {"sim": args.sim, "weights": args.weights}
+    elif args.kind == "validated-flow":
+        _require(args, "sim", "weights", "flow")
+        from simkit.surrogates import load_surrogate
+
+        flow = load_surrogate(args.flow, device=args.device)
+        sim = read_sample(args.sim, levels=["reco"]).reco
+        weights = read_weights(args.weights, len(sim))
+        table = validated_flow(
+            flow, sim, weights, (low, high), events=args.events, seed=args.seed,
+            device=args.device,
+        )  # fmt: skip
+        inputs = {"sim": args.sim, "weights": args.weights, "flow": args.flow}
+    else:
+        _require(args, "data")
+        data = read_sample(args.data, levels=["reco"]).reco
+        features = search_features(data, data, args.features)
+        table = sideband_flow(
+            data, region, features, events=args.events, sideband_width=args.sideband_width,
+            seed=args.seed, device=args.device, flow_options={"epochs": args.flow_epochs},
+            progress=not args.quiet,
+        )  # fmt: skip
+        inputs = {"data": args.data}
+    if args.kind != "sideband-flow" and args.features:
+        keep = ["mjj", *[f for f in args.features if f != "mjj"]]
+        table = table.select(keep)
+    table = table.mask(np.asarray(table.column("mjj") >= low) & (table.column("mjj") < high))
+    provenance = make_provenance(
+        "simkit.template",
+        seed=args.seed,
+        template=args.kind,
+        window=[region.low, region.high],
+        mjj_range=[low, high],
+        **inputs,
+    )
+    path = write_sample(args.output, Sample(reco=table), provenance=provenance)
+    say(
+        args,
+        f"template {args.kind}: {len(table)} events in {low:g}–{high:g} GeV "
+        f"(window {region.low:g}–{region.high:g}) → {path} ({time.perf_counter() - t0:.1f} s)",
+    )
+    return 0
+
+
+# --------------------------------------------------------------------------- search
+
+
+def _template_name(path: str) -> str:
+    from simkit.io import inspect
+
+    info = inspect(path)
+    return str(info.provenance.get("settings", {}).get("template", Path(path).stem))
+
+
+def run_search(args) -> int:
+    from detectors.labels import SignalRegion
+    from detectors.search import SearchConfig, search
+    from detectors.template import TemplateClassifierConfig
+    from simkit.io import read_sample, read_weights
+
+    t0 = time.perf_counter()
+    region = SignalRegion.parse(args.window, what="--window")
+    classifier = TemplateClassifierConfig(
+        classifier=args.classifier,
+        folds=args.folds,
+        ensemble=args.ensemble,
+        oversample=args.oversample,
+        device=args.device,
+    )
+    config = SearchConfig(
+        features=args.features,
+        efficiencies=args.efficiencies,
+        primary_efficiency=args.primary,
+        bin_width=args.bin_width,
+        sideband_width=args.sideband_width,
+        gate=not args.no_gate,
+        gate_alpha=args.alpha,
+        gate_auc_tolerance=args.auc_tolerance,
+        gate_chi2_tolerance=args.chi2_tolerance,
+        classifier=classifier,
+    )
+    data = read_sample(args.data, levels=["reco"]).reco
+    template = read_sample(args.template, levels=["reco"]).reco
+    if args.template_weights:
+        template = template.with_weights(
+            template.weights * read_weights(args.template_weights, len(template))
+        )
+    result = search(
+        data,
+        template,
+        [region],
+        config,
+        template_name=_template_name(args.template),
+        seed=args.seed,
+        progress=not args.quiet,
+    )
+    result.save(args.output)
+    say(args, result.summary_line())
+    say(args, f"wrote {args.output}/metrics.json and plots ({time.perf_counter() - t0:.1f} s)")
+    return 0
