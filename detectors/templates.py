@@ -196,3 +196,60 @@ def sideband_flow(
             context = contexts_from(mjj[near])
             parts.append(flow.sample(events, context=context, seed=seed + 2, device=device))
     return EventTable.concatenate(parts)
+
+
+TEMPLATE_KINDS = ("validated-flow", "sideband-flow", "reweighted-sim")
+
+
+def build_template(
+    kind: str,
+    region: SignalRegion,
+    *,
+    sideband_width: float | None = None,
+    sim: EventTable | None = None,
+    weights: np.ndarray | None = None,
+    flow=None,
+    data: EventTable | None = None,
+    features: Sequence[str] | None = None,
+    events: int = 200_000,
+    seed: int = 0,
+    device: str = "auto",
+    flow_options: Mapping | None = None,
+    progress: bool = False,
+) -> EventTable:
+    """One template of ``kind`` over the window and its sidebands (the range the search
+    and its gate read), from what that kind needs: ``sim`` and ``weights``
+    (reweighted-sim), and ``flow`` (validated-flow), or ``data`` and ``features``
+    (sideband-flow). The CLI's ``simkit template`` and the pipeline both call this.
+    """
+    from detectors.search import gate_sidebands
+
+    (low, _), (_, high) = gate_sidebands(region, sideband_width)
+
+    def need(**given):
+        missing = [name for name, value in given.items() if value is None]
+        if missing:
+            raise SimkitError(f"the {kind} template needs {', '.join(missing)}")
+
+    if kind == "reweighted-sim":
+        need(sim=sim, weights=weights)
+        table = reweighted_sim(sim, weights)
+    elif kind == "validated-flow":
+        need(sim=sim, weights=weights, flow=flow)
+        table = validated_flow(
+            flow, sim, weights, (low, high), events=events, seed=seed, device=device
+        )
+    elif kind == "sideband-flow":
+        need(data=data, features=features)
+        table = sideband_flow(
+            data, region, features, events=events, sideband_width=sideband_width, seed=seed,
+            device=device, flow_options=flow_options, progress=progress,
+        )  # fmt: skip
+    else:
+        raise SimkitError(f"unknown template {kind!r}; use {', '.join(TEMPLATE_KINDS)}")
+    if features is not None and kind != "sideband-flow":
+        missing = [f for f in features if f not in table.columns]
+        if missing:
+            raise SimkitError(f"the {kind} template has no column {', '.join(map(repr, missing))}")
+        table = table.select([SR_COLUMN, *[f for f in features if f != SR_COLUMN]])
+    return table.mask(in_window(table.column(SR_COLUMN), low, high))

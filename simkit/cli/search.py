@@ -18,8 +18,6 @@ from simkit.cli import (
     subparser,
 )
 
-TEMPLATE_KINDS = ("validated-flow", "sideband-flow", "reweighted-sim")
-
 
 def _efficiencies(text: str) -> tuple[float, ...]:
     values = []
@@ -62,6 +60,7 @@ def _window_options(p) -> None:
 def register(sub, common) -> None:
     from detectors.search import SearchConfig
     from detectors.template import CLASSIFIERS, TemplateClassifierConfig
+    from detectors.templates import TEMPLATE_KINDS
 
     defaults = TemplateClassifierConfig()
     search_defaults = SearchConfig()
@@ -200,63 +199,53 @@ def _require(args, *names) -> None:
 
 
 def run_template(args) -> int:
-    import numpy as np
-
     from detectors.labels import SignalRegion
-    from detectors.search import gate_sidebands, search_features
-    from detectors.templates import reweighted_sim, sideband_flow, validated_flow
+    from detectors.templates import build_template
     from simkit.events import Sample
     from simkit.io import make_provenance, read_sample, read_weights, write_sample
 
     t0 = time.perf_counter()
     _from_run(args)
     region = SignalRegion.parse(args.window, what="--window")
-    (low, _), (_, high) = gate_sidebands(region, args.sideband_width)
     inputs: dict = {}
-    if args.kind == "reweighted-sim":
-        _require(args, "sim", "weights")
+    sim = weights = flow = data = None
+    if args.kind in ("reweighted-sim", "validated-flow"):
+        _require(args, "sim", "weights", *(["flow"] if args.kind == "validated-flow" else []))
         sim = read_sample(args.sim, levels=["reco"]).reco
         weights = read_weights(args.weights, len(sim))
-        table = reweighted_sim(sim, weights)
         inputs = {"sim": args.sim, "weights": args.weights}
-    elif args.kind == "validated-flow":
-        _require(args, "sim", "weights", "flow")
+    if args.kind == "validated-flow":
         from simkit.surrogates import load_surrogate
 
         flow = load_surrogate(args.flow, device=args.device)
-        sim = read_sample(args.sim, levels=["reco"]).reco
-        weights = read_weights(args.weights, len(sim))
-        table = validated_flow(
-            flow, sim, weights, (low, high), events=args.events, seed=args.seed,
-            device=args.device,
-        )  # fmt: skip
-        inputs = {"sim": args.sim, "weights": args.weights, "flow": args.flow}
-    else:
+        inputs["flow"] = args.flow
+    if args.kind == "sideband-flow":
         _require(args, "data")
         data = read_sample(args.data, levels=["reco"]).reco
-        features = search_features(data, data, args.features)
-        table = sideband_flow(
-            data, region, features, events=args.events, sideband_width=args.sideband_width,
-            seed=args.seed, device=args.device, flow_options={"epochs": args.flow_epochs},
-            progress=not args.quiet,
-        )  # fmt: skip
         inputs = {"data": args.data}
-    if args.kind != "sideband-flow" and args.features:
-        keep = ["mjj", *[f for f in args.features if f != "mjj"]]
-        table = table.select(keep)
-    table = table.mask(np.asarray(table.column("mjj") >= low) & (table.column("mjj") < high))
+    features = args.features
+    if args.kind == "sideband-flow" and features is None:
+        from detectors.search import search_features
+
+        features = search_features(data, data)
+    table = build_template(
+        args.kind, region, sideband_width=args.sideband_width, sim=sim, weights=weights,
+        flow=flow, data=data, features=features, events=args.events, seed=args.seed,
+        device=args.device, flow_options={"epochs": args.flow_epochs},
+        progress=not args.quiet,
+    )  # fmt: skip
+    mjj = table.column("mjj")
     provenance = make_provenance(
         "simkit.template",
         seed=args.seed,
         template=args.kind,
         window=[region.low, region.high],
-        mjj_range=[low, high],
         **inputs,
     )
     path = write_sample(args.output, Sample(reco=table), provenance=provenance)
     say(
         args,
-        f"template {args.kind}: {len(table)} events in {low:g}–{high:g} GeV "
+        f"template {args.kind}: {len(table)} events in {mjj.min():.0f}–{mjj.max():.0f} GeV "
         f"(window {region.low:g}–{region.high:g}) → {path} ({time.perf_counter() - t0:.1f} s)",
     )
     return 0
