@@ -150,6 +150,7 @@ class WindowResult:
     data_rank: np.ndarray | None = field(default=None, repr=False)  # every data event
     data_mjj: np.ndarray | None = field(default=None, repr=False)
     data_labels: np.ndarray | None = field(default=None, repr=False)
+    roc: tuple | None = field(default=None, repr=False)  # (ranks, labels, weights)
     window_scores: tuple | None = field(default=None, repr=False)  # (data, template, w_t)
     window_features: tuple | None = field(default=None, repr=False)
     features: tuple[str, ...] = ()
@@ -338,10 +339,14 @@ def search_window(
     *,
     seed: int = 0,
     progress: bool = False,
+    extra_signal: EventTable | None = None,
 ) -> WindowResult:
     """Search one window (see the module). ``data`` and ``template`` are reco-level
     tables with ``mjj`` and the features; their passing events and weights are used.
-    Data labels, when present, give AUC and max SIC and are read by nothing else.
+    Data labels, when present, give AUC and max SIC and are read by nothing else;
+    ``extra_signal``, labelled signal events never used in training (a signal-only
+    sample), joins the data's own signal events in that ROC (scored like the data
+    outside the window: each event by one fold's models).
 
     >>> import sys; sys.path.insert(0, "tests")
     >>> from dijet_toy import dijet_sample
@@ -450,11 +455,21 @@ def search_window(
         )
 
     auc = max_sic = max_sic_error = None
+    roc = None
     if labels is not None:
-        in_labels = labels[inside]
-        if 0 < in_labels.sum() < len(in_labels):
-            perf = performance(fit.data_rank_, in_labels, d_in.weights)
+        roc_rank, roc_labels, roc_w = fit.data_rank_, labels[inside], d_in.weights
+        if extra_signal is not None:
+            sig = extra_signal.passing()
+            _check_columns(sig, (SR_COLUMN, *features), "signal sample")
+            sig = sig.mask(window.inside(sig.column(SR_COLUMN)))
+            if len(sig):
+                roc_rank = np.r_[roc_rank, fit.rank(sig.select(features).features, seed=2)]
+                roc_labels = np.r_[roc_labels, np.ones(len(sig), np.int8)]
+                roc_w = np.r_[roc_w, sig.weights]
+        if 0 < roc_labels.sum() < len(roc_labels):
+            perf = performance(roc_rank, roc_labels, roc_w)
             auc, max_sic, max_sic_error = perf.auc, perf.max_sic, perf.max_sic_error()
+            roc = (roc_rank, roc_labels, roc_w)
 
     gate = None
     if config.gate:
@@ -480,6 +495,7 @@ def search_window(
         data_rank=rank,
         data_mjj=mjj,
         data_labels=labels,
+        roc=roc,
         window_scores=(fit.data_score_, fit.template_score_, w_t),
         window_features=(
             d_in.select(features).features,
@@ -586,10 +602,8 @@ class SearchResult:
         written.append(savefig(fig, folder / "spectrum.png"))
         if best.bump_after is not None:
             written.append(save_bump_hunt(best.bump_after, folder / "bump_hunt.png"))
-        labels = best.data_labels
-        if labels is not None and best.auc is not None:
-            inside = in_window(best.data_mjj, best.low, best.high)
-            perf = performance(best.data_rank[inside], labels[inside])
+        if best.roc is not None:
+            perf = performance(*best.roc)
             for name, draw in (("roc", plot_roc), ("sic", plot_sic)):
                 fig, ax = plt.subplots(figsize=(6, 4.5))
                 draw(perf, ax, label=f"template classifier ({self.template})")
@@ -668,13 +682,22 @@ def search(
     template_name: str = "template",
     seed: int = 0,
     progress: bool = False,
+    extra_signal: EventTable | None = None,
 ) -> SearchResult:
     """:func:`search_window` in each of ``windows`` (each with its own seed)."""
     if not windows:
         raise SimkitError("no window to search")
     config = config or SearchConfig()
     results = [
-        search_window(data, template, w, config, seed=seed + 1000 * i, progress=progress)
+        search_window(
+            data,
+            template,
+            w,
+            config,
+            seed=seed + 1000 * i,
+            progress=progress,
+            extra_signal=extra_signal,
+        )
         for i, w in enumerate(windows)
     ]
     return SearchResult(results, template_name, config)

@@ -88,6 +88,14 @@ def execute(args: argparse.Namespace, config, run_dir: Path) -> int:
             sic = top.get(f"detector_{name}_max_sic")
             sic_text = "n/a" if sic is None else f"{sic:.2f}"
             lines.append(f"  detector {name}: AUC {value:.3f}, max SIC {sic_text}")
+    if "search_z_after" in top:
+        trust = {True: "", False: " — NOT TRUSTWORTHY: the template fails its gate", None: ""}
+        lines.append(
+            f"  search ({top['search_template']}): Z {top['search_z_before']:.2f}σ before the "
+            f"cut, {top['search_z_after']:.2f}σ after ({top['search_observed']:.0f} observed, "
+            f"{top['search_expected']:.1f} ± {top['search_expected_error']:.1f} expected)"
+            + trust[top["search_trustworthy"]]
+        )
     print("\n".join(lines), flush=True)
     print(f"report: {summary['report']} (open it in a browser)", flush=True)
     return 0

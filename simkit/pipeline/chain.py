@@ -874,6 +874,144 @@ def stage_evaluate(ctx: RunContext) -> Stage:
 # --------------------------------------------------------------------------- 9. report
 
 
+# --------------------------------------------------------------------------- 9. search
+
+
+def search_settings(config: Mapping) -> dict:
+    """The search's settings with what it takes from other sections filled in."""
+    search, det = config["search"], config["detect"]
+    modelled = [*config["surrogate"]["condition"], *config["surrogate"]["columns"]]
+    features = search["features"] or det["features"]
+    if features is None:
+        from simkit.pipeline.config import SUBSTRUCTURE
+
+        features = [c for c in SUBSTRUCTURE if c in modelled]
+    return {
+        **search,
+        "features": list(features),
+        "signal_region": list(det["signal_region"]),
+        "bin_width": config["evaluate"]["bin_width"],
+        "surrogate": det["surrogate"],
+        "gate": {k: config["compare"][k] for k in ("alpha", "auc_tolerance", "chi2_tolerance")},
+    }
+
+
+def stage_search(ctx: RunContext) -> Stage:
+    """The template search in the signal region: build the template, search, save."""
+    settings = {**search_settings(ctx.config), "device": ctx.device, "seed": ctx.seed("search")}
+    kind = settings["template"]
+    sim, data = ctx.path("sim", "sim.h5"), ctx.path("data", "data.h5")
+    signal = ctx.path("data", "signal.h5")
+    pull = f"{ctx.path('unfold', 'weights.h5')}:omnifold/pull"
+    flow = ctx.path(f"surrogate-{settings['surrogate']}", "model")
+    inputs = {
+        "validated-flow": [sim, ctx.path("unfold", "weights.h5"), flow],
+        "reweighted-sim": [sim, ctx.path("unfold", "weights.h5")],
+        "sideband-flow": [],
+    }[kind]
+
+    def action(folder: Path) -> dict:
+        from detectors.labels import SignalRegion
+        from detectors.search import SearchConfig, search
+        from detectors.template import TemplateClassifierConfig
+        from detectors.templates import build_template
+        from simkit.events import Sample
+        from simkit.io import make_provenance, read_sample, read_weights, write_sample
+
+        seed = settings["seed"]
+        region = SignalRegion(SR_COLUMN, *settings["signal_region"])
+        data_table = read_sample(data, levels=["reco"]).reco
+        loaded: dict = {}
+        if kind in ("validated-flow", "reweighted-sim"):
+            loaded["sim"] = read_sample(sim, levels=["reco"]).reco
+            loaded["weights"] = read_weights(pull, len(loaded["sim"]))
+        if kind == "validated-flow":
+            from simkit.surrogates import load_surrogate
+
+            loaded["flow"] = load_surrogate(flow, device=ctx.device)
+        if kind == "sideband-flow":
+            loaded["data"] = data_table
+        template = build_template(
+            kind, region, sideband_width=settings["sideband_width"],
+            features=settings["features"], events=settings["template_events"], seed=seed,
+            device=ctx.device, progress=not ctx.quiet, **loaded,
+        )  # fmt: skip
+        write_sample(
+            folder / "template.h5",
+            Sample(reco=template),
+            provenance=make_provenance(
+                "simkit.pipeline.search",
+                seed=seed,
+                template=kind,
+                window=settings["signal_region"],
+            ),
+        )
+        config = SearchConfig(
+            features=tuple(settings["features"]),
+            efficiencies=tuple(settings["efficiencies"]),
+            primary_efficiency=settings["primary_efficiency"],
+            bin_width=settings["bin_width"],
+            sideband_width=settings["sideband_width"],
+            gate_alpha=settings["gate"]["alpha"],
+            gate_auc_tolerance=settings["gate"]["auc_tolerance"],
+            gate_chi2_tolerance=settings["gate"]["chi2_tolerance"],
+            classifier=TemplateClassifierConfig(
+                classifier=settings["classifier"],
+                folds=settings["folds"],
+                ensemble=settings["ensemble"],
+                oversample=settings["oversample"],
+                device=ctx.device,
+            ),
+        )
+        result = search(
+            data_table,
+            template,
+            [region],
+            config,
+            template_name=kind,
+            seed=seed + 1,
+            progress=not ctx.quiet,
+            extra_signal=read_sample(signal, levels=["reco"]).reco,
+        )
+        result.save(folder)
+        best = result.best
+        window = _region_arg(settings["signal_region"])
+        argv = ["search", "--data", data, "--template", folder / "template.h5"]
+        argv += ["--window", window, "--features", ",".join(settings["features"])]
+        argv += ["--classifier", settings["classifier"], "--folds", settings["folds"]]
+        argv += ["--ensemble", settings["ensemble"], "--oversample", settings["oversample"]]
+        argv += ["--seed", seed + 1, "--device", ctx.device, "-o", folder]
+        build = ["template", kind, "--run", ctx.run_dir, "--window", window]
+        build += ["--events", settings["template_events"], "--seed", seed]
+        build += ["-o", folder / "template.h5"]
+        return {
+            "template": kind,
+            "classifier": settings["classifier"],
+            "z_before": best.z_local_before_cut,
+            "z_after": best.primary.z_local,
+            "efficiency": best.primary.efficiency,
+            "observed": best.primary.observed,
+            "expected": best.primary.expected,
+            "expected_error": best.primary.expected_error,
+            "trustworthy": result.trustworthy,
+            "gate_min_p_value": None if best.gate is None else best.gate["min_p_value"],
+            "gate_auc": None if best.gate is None else best.gate["auc"],
+            "auc": best.auc,
+            "max_sic": best.max_sic,
+            "max_sic_error": best.max_sic_error,
+            "line": result.summary_line(),
+            "commands": [simkit_command(build), simkit_command(argv)],
+        }
+
+    return Stage(
+        "search",
+        action,
+        settings=settings,
+        inputs=[data, signal, *inputs],
+        outputs=["metrics.json", "template.h5", "spectrum.png"],
+    )
+
+
 def stage_report(ctx: RunContext, warnings: Sequence[str]) -> Stage:
     from simkit.pipeline.stages import MARKER
 
@@ -908,6 +1046,7 @@ def stage_names(config: Mapping) -> list[str]:
         "compare",
         *(f"detect-{m}-{lab}" for m, lab in detector_names(config)),
         "evaluate",
+        *(["search"] if config["search"]["enabled"] else []),
         "report",
     ]
 
@@ -927,6 +1066,8 @@ def _factories(ctx: RunContext, warnings: Sequence[str]) -> list[tuple[str, Call
         for m, lab in detector_names(ctx.config)
     ]
     out.append(("evaluate", lambda: stage_evaluate(ctx)))
+    if ctx.config["search"]["enabled"]:
+        out.append(("search", lambda: stage_search(ctx)))
     out.append(("report", lambda: stage_report(ctx, warnings)))
     return out
 

@@ -20,6 +20,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from detectors.search import SearchConfig
+from detectors.template import CLASSIFIERS, TemplateClassifierConfig
+from detectors.templates import TEMPLATE_KINDS
 from simkit.errors import SimkitError
 from simkit.generators.pythia import DEFAULT_TUNE, TUNES
 from simkit.pipeline.schema import Key, Section, parse_document
@@ -46,6 +49,9 @@ SURROGATE_KINDS = ("flow", "gan")
 DETECTOR_MODELS = ("ae", "vae")
 LABEL_OPTIONS = ("all", "sideband", "tag-and-probe")
 SR_COLUMN = "mjj"
+# the search's defaults are its dataclasses' (declared once, there)
+_CLASSIFIER = TemplateClassifierConfig()
+_SEARCH = SearchConfig()
 
 
 def _increasing(window: list[float]) -> str | None:
@@ -425,6 +431,83 @@ SECTIONS: tuple[Section, ...] = (
         ],
         help="ROC, SIC, ε_S at ε_B and the bump hunt",
     ),
+    Section(
+        "search",
+        [
+            Key("enabled", bool, True, "run the template search in the signal region"),
+            Key(
+                "template",
+                str,
+                "validated-flow",
+                "background template: validated-flow (the flow × the reco-level "
+                "reweighting of the blinded OmniFold weights), sideband-flow (CATHODE), "
+                "reweighted-sim (SALAD)",
+                choices=TEMPLATE_KINDS,
+            ),
+            Key(
+                "template_events",
+                int,
+                200_000,
+                "events sampled by the flow templates (window and sidebands)",
+                low=1,
+            ),
+            Key(
+                "classifier",
+                str,
+                _CLASSIFIER.classifier,
+                "data-vs-template classifier: hgb (HistGradientBoosting) or mlp (3 × 64)",
+                choices=CLASSIFIERS,
+            ),
+            Key("folds", int, _CLASSIFIER.folds, "k-folding over the data", low=2),
+            Key("ensemble", int, _CLASSIFIER.ensemble, "classifiers averaged per fold", low=1),
+            Key(
+                "oversample",
+                float,
+                _CLASSIFIER.oversample,
+                "template events per data event in training",
+                low=0.01,
+            ),
+            Key(
+                "efficiencies",
+                list,
+                list(_SEARCH.efficiencies),
+                "data efficiencies of the cuts",
+                item=float,
+                min_items=1,
+                check=_eps_targets,
+            ),
+            Key(
+                "primary_efficiency",
+                float,
+                _SEARCH.primary_efficiency,
+                "the cut whose local Z is the search's (one of efficiencies; chosen "
+                "before looking)",
+                low=1e-9,
+                high=0.999,
+            ),
+            Key(
+                "features",
+                list,
+                None,
+                "classifier inputs (absent: the detectors' features)",
+                item=str,
+                min_items=1,
+                optional=True,
+                check=_unique,
+            ),
+            Key(
+                "sideband_width",
+                float,
+                None,
+                "width (GeV) of the template gate's sidebands on each side of the signal "
+                "region (absent: the signal region's width)",
+                low=1.0,
+                optional=True,
+            ),
+        ],
+        help="the search: a k-folded classifier of the data against a background template "
+        "inside the signal region, a cut, and the count against the template's estimate",
+    ),
 )
 
 #: The built-in demo config (package data; ``examples/demo.toml`` is a copy).
@@ -544,6 +627,19 @@ def _cross_check(cfg: dict, where: str) -> list[str]:
             f"[evaluate] target_eps_b = {ev['target_eps_b']:g} keeps about "
             f"{ev['target_eps_b'] * 0.6 * gen['data_events']:.0f} data events: too few "
             "for a bump hunt"
+        )
+    search = cfg["search"]
+    if search["primary_efficiency"] not in search["efficiencies"]:
+        raise SimkitError(
+            f"{where}: [search] primary_efficiency = {search['primary_efficiency']:g} must be "
+            f"one of efficiencies {search['efficiencies']}"
+        )
+    search_features = search["features"] or features
+    missing = sorted(set(search_features) - modelled)
+    if search["enabled"] and search["template"] != "sideband-flow" and missing:
+        raise SimkitError(
+            f"{where}: [search] features {', '.join(missing)} are not modelled by the "
+            "surrogate; add them to [surrogate] columns"
         )
     # W' events pass the selection ~65 % of the time (measured, 2000 events), QCD at
     # most ~80 % (with a JES shift of +3 %): warn before minutes of generation are spent

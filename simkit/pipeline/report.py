@@ -44,6 +44,18 @@ HEADLINE_KEYS = {
     "detector_<model>_<labels>_max_sic_error": "its binomial error",
     "detector_<model>_<labels>_eps_s_at_<target>": "ε_S of the loosest cut with ε_B ≤ target",
     "detector_<model>_<labels>_bump_z_local": "local significance of the bump hunt after the cut",
+    "search_template": "the search's background template",
+    "search_z_before": "the search: local Z of the uncut bump hunt in the signal region",
+    "search_z_after": "the search: local Z of the count after the cut against the template's "
+    "estimate (efficiency `search_efficiency` of the data kept)",
+    "search_efficiency": "the fraction of the data the search's cut keeps",
+    "search_observed": "data events passing the cut in the signal region",
+    "search_expected": "the template's estimate of that count (background only)",
+    "search_expected_error": "its uncertainty (sideband fit, template statistics, folds)",
+    "search_trustworthy": "whether the template passed its gate (data against the template "
+    "in the sidebands)",
+    "search_auc": "ROC AUC of the search's classifier in the signal region (labels judge only)",
+    "search_max_sic": "its maximum ε_S/√ε_B",
     "roc_background_events": "data background events in the signal region (the ROC's ε_B)",
     "roc_signal_events": "signal events in the signal region (the ROC's ε_S)",
     "seconds_stages": "seconds of every stage, each as it last ran",
@@ -92,6 +104,14 @@ def headline(results: Mapping, config: Mapping) -> dict:
         for target, value in (det["eps_s_at_eps_b"] or {}).items():
             out[f"{prefix}_eps_s_at_{target}"] = value
         out[f"{prefix}_bump_z_local"] = det["bump_z_local"]
+    if "search" in results:
+        found = results["search"].summary
+        for key in ("template", "z_before", "z_after", "efficiency", "observed", "expected"):
+            out[f"search_{key}"] = found[key]
+        out["search_expected_error"] = found["expected_error"]
+        out["search_trustworthy"] = found["trustworthy"]
+        out["search_auc"] = found["auc"]
+        out["search_max_sic"] = found["max_sic"]
     if detectors:
         first = next(iter(detectors.values()))
         out["roc_background_events"] = first["background_events"]
@@ -202,8 +222,54 @@ def _summary(doc: HtmlReport, ctx, results: Mapping, top: dict, warnings: Sequen
         rows,
     )
     _statistics_note(doc, ctx, results)
+    if "search" in results:
+        _search_summary(doc, ctx, results["search"].summary)
     for warning in warnings:
         doc.paragraph(f"Warning: {warning}", "bad")
+
+
+def _search_summary(doc: HtmlReport, ctx, found: Mapping) -> None:
+    search = ctx.config["search"]
+    doc.heading(
+        f"The search: data against the {found['template']} template in {_window(ctx.config)}", 3
+    )
+    sic = "—"
+    if found["max_sic"] is not None:
+        sic = f"{found['max_sic']:.2f} ± {found['max_sic_error']:.2f}"
+    trust = found["trustworthy"]
+    doc.table(
+        [
+            "Z before the cut",
+            f"Z after the cut ({found['efficiency']:.1%} of the data kept)",
+            "observed",
+            "expected (template)",
+            "template gate",
+            "AUC",
+            "max SIC",
+        ],
+        [
+            [
+                f"{found['z_before']:.2f}",
+                f"{found['z_after']:.2f}",
+                f"{found['observed']:.0f}",
+                f"{found['expected']:.1f} ± {found['expected_error']:.1f}",
+                "no gate" if trust is None else Verdict(trust),
+                found["auc"],
+                sic,
+            ]
+        ],
+    )
+    doc.paragraph(
+        f"A {search['classifier']} classifier ({search['folds']} folds × {search['ensemble']} "
+        "models) learns the data against the background template inside the signal region; "
+        "each data event is scored by models that never saw it. The cut keeps a fixed "
+        "fraction of the data; the expected count is the template's efficiency for the same "
+        "cut × the background that the sideband fit of the uncut spectrum puts in the "
+        "signal region. A template that fails its gate (data against the template in the "
+        "sidebands) makes the result untrustworthy. AUC and SIC use the truth labels, "
+        "which nothing else reads.",
+        "note" if trust is not False else "bad",
+    )
 
 
 def _word(validated: bool) -> str:
@@ -503,6 +569,26 @@ def _stages(doc: HtmlReport, ctx, results: Mapping) -> None:
         _commands(doc, trained)
 
 
+def _search_section(doc: HtmlReport, ctx, results: Mapping) -> None:
+    if "search" not in results:
+        return
+    folder = ctx.path("search")
+    found = results["search"].summary
+    doc.heading("8. The search (search)")
+    doc.paragraph(found["line"])
+    _metrics_file(doc, folder / "metrics.json", ["template", "trustworthy", "auc", "max_sic"])
+    for plot, caption in (
+        ("features.png", "data against the template in the signal region"),
+        ("scores.png", "the classifier's out-of-fold scores"),
+        ("spectrum.png", "mjj after the cut, with the template's estimate"),
+        ("bump_hunt.png", "cross-check: the sideband-fit bump hunt after the cut"),
+        ("roc.png", "ROC (truth labels)"),
+        ("sic.png", "SIC (truth labels)"),
+    ):
+        doc.figure(folder / plot, caption)
+    _commands(doc, found)
+
+
 def _provenance(doc: HtmlReport, ctx, results: Mapping) -> None:
     from simkit.io import inspect
     from simkit.pipeline.chain import detector_names
@@ -547,6 +633,7 @@ def write_report(ctx, warnings: Sequence[str]) -> dict:
     )
     _summary(doc, ctx, results, top, warnings)
     _stages(doc, ctx, results)
+    _search_section(doc, ctx, results)
     _provenance(doc, ctx, results)
     doc.write(ctx.path("report.html"))
     return top

@@ -21,6 +21,10 @@ TINY = {
     "compare": {"bootstrap": 0},
     "detect": {"epochs": 3},
     "evaluate": {"target_eps_b": 0.1, "min_background": 5, "bin_width": 200.0},
+    "search": {
+        "template_events": 3000, "folds": 3, "ensemble": 1,
+        "efficiencies": [0.1], "primary_efficiency": 0.1,
+    },  # fmt: skip
 }
 TINY["surrogate"]["flow"] = {"epochs": 2, "layers": 2, "hidden": 16}
 
@@ -50,7 +54,7 @@ def test_interrupted_run_resumes_then_skips_everything(tmp_path, monkeypatch):
 
     resumed = run_pipeline(TINY, run_dir, quiet=True)
     ran = {name for name, stage in resumed["stages"].items() if not stage["skipped"]}
-    assert ran == {"evaluate", "report"}  # finished stages were not redone
+    assert ran == {"evaluate", "search", "report"}  # finished stages were not redone
     assert list(resumed["stages"]) == names
 
     again = run_pipeline(TINY, run_dir, quiet=True)
