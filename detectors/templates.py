@@ -26,7 +26,6 @@ import numpy as np
 from detectors.labels import SR_COLUMN, SignalRegion
 from simkit.errors import SimkitError
 from simkit.events import EventTable, in_window
-from simkit.nn import cpu_threads
 
 
 def _weighted(table: EventTable, weights: np.ndarray | None, what: str) -> EventTable:
@@ -110,6 +109,7 @@ def validated_flow(
     ``flow`` is a fitted conditional surrogate (:mod:`simkit.surrogates`) whose
     condition is mjj.
     """
+    from simkit.nn import cpu_threads
     from simkit.surrogates.base import contexts_from
 
     if tuple(flow.condition) != (SR_COLUMN,):
@@ -164,6 +164,7 @@ def sideband_flow(
     data there. Those sideband events are in-sample for the flow: its gate is a check
     of the fit, not an independent test.
     """
+    from simkit.nn import cpu_threads
     from simkit.surrogates.base import contexts_from
     from simkit.surrogates.flow import FlowSurrogate
 
