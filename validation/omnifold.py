@@ -6,13 +6,16 @@ Each iteration *n* has two classifier steps (the likelihood-ratio trick, see
 
 1. **pull** — classify simulated reco events (weights MC × push₍ₙ₋₁₎, passing reco)
    against data (passing reco); pullₙ = push₍ₙ₋₁₎ × f/(1−f). Simulated events failing
-   reco keep push₍ₙ₋₁₎.
+   reco get theirs from step 1b (``failed_reco="learn"``, the default) or keep
+   push₍ₙ₋₁₎ (``"keep"``, the original rule).
 2. **push** — classify simulated gen events with weights MC against the same events with
    MC × pullₙ (passing gen); pushₙ = f/(1−f), a smooth function of the generator-level
    features that carries the correction to events the detector missed. Events failing
    gen (fakes) get pushₙ = 1; fakes in the data are absorbed by step 1.
 
 The unfolded generator-level distribution is the simulation weighted by MC × push_K.
+The iterations stop when a stated convergence rule holds (see :class:`OmniFold`), after
+at most ``iterations``.
 
 With an efficiency below one that depends on the generator-level features, keeping
 push₍ₙ₋₁₎ for events that fail reco dilutes each iteration's correction by the
@@ -21,7 +24,10 @@ converge (measured with ideal, binned classifiers). ``failed_reco="learn"`` adds
 step 1b: a generator-level classifier learns E[pullₙ/push₍ₙ₋₁₎ | gen] from the events
 that pass both levels and gives the events failing reco pullₙ = push₍ₙ₋₁₎ × that ratio,
 so each iteration corrects in full (the same toy then converges in ~10 iterations, as
-iterative Bayesian unfolding does). Without such events step 1b does nothing.
+iterative Bayesian unfolding does). Without such events step 1b does nothing. Measured
+with the trained classifiers (BENCHMARKS.md, "OmniFold defaults"), ``learn`` with the
+convergence rule closes better than ``keep`` with 3 iterations on every toy, most of all
+where the efficiency is low; it is the default.
 
 Classifier outputs are kept inside ``[clip, 1 − clip]`` before the ratio is taken
 (default ``clip = 1e-4``: one step changes a weight by a factor between 1.0e-4 and
@@ -34,8 +40,10 @@ the fit with an error naming the iteration, step and event.
 >>> sim, data = gaussian(5000, rng), gaussian(5000, rng, data=True)
 >>> unfold = OmniFold(iterations=2, device="cpu", seed=1).fit(
 ...     sim.gen.features, sim.reco.features, data.reco.features)
->>> unfold.push_weights_.shape
+>>> unfold.push_weights_.shape  # (iterations run, events)
 (2, 5000)
+>>> unfold.converged_, unfold.n_iter_
+(False, 2)
 >>> bool(abs(np.average(sim.gen.column("x"), weights=unfold.weights_) - 0.2) < 0.1)
 True
 """
@@ -61,10 +69,16 @@ from validation.classifier import (
     logit_bound,
     logits,
 )
+from validation.gate import auc_null_sigma
 from validation.metrics import check_weights
 
 #: Default bound on the classifier output before the ratio f/(1−f) is taken.
 DEFAULT_CLIP = 1e-4
+#: Default most iterations, and the convergence rule's two thresholds (see
+#: :class:`OmniFold`; chosen by ``benchmarks/omnifold_defaults.py``, BENCHMARKS.md).
+DEFAULT_ITERATIONS = 10
+DEFAULT_TOLERANCE = 2.0
+DEFAULT_PUSH_TOLERANCE = 0.05
 #: Weight quantiles written into each iteration's diagnostics.
 QUANTILES = (0.01, 0.5, 0.99)
 BOOTSTRAP_CHOICES = (False, True, "data", "sim", "both")
@@ -115,10 +129,38 @@ def _finite_features(x: np.ndarray, rows: np.ndarray, name: str) -> None:
 class OmniFold:
     """MultiFold unfolding of all columns at once, sklearn-style.
 
+    **Convergence rule.** Iteration n is the last when both hold:
+
+    1. its step-1 classifier cannot tell the simulation × push₍ₙ₋₁₎ from the data: the
+       held-out AUC is less than ``tolerance`` standard deviations above 0.5,
+       (AUC − 0.5)/σ₀ < ``tolerance``, with the Mann–Whitney null spread
+       σ₀ = sqrt((n₁ + n₂ + 1)/(12 n₁ n₂)) for the Kish effective sizes n₁, n₂ of the
+       held-out data and simulated events (:func:`validation.gate.auc_null_sigma`);
+    2. (for n > 1) the push weights have stopped moving: the MC-weighted RMS of
+       log pushₙ − log push₍ₙ₋₁₎ over events passing gen is at most ``push_tolerance``
+       times that of the first iteration (log push₁ − 0).
+
+    Condition 1 is the statistical one: the data no longer ask for a change. It is not
+    enough alone, because a reco-level test is nearly blind to what the detector hides:
+    on ``gaussian-hard`` (10⁵ events) it passed at iteration 4–5 while the triangular
+    discriminator of the inefficient region still fell from 5.6 to 2.7 (×10³) by
+    iteration 10. Condition 2 follows that generator-level convergence; relative to the
+    first move, because a classifier's training noise alone moves the weights by an RMS
+    of 0.5–5/√N (measured with simulation = data), so an absolute threshold would be
+    met by chance at one size and never at another. The iteration converges roughly
+    geometrically (each move 0.5–0.7 of the last on the toys), so 5 % is reached after
+    ~5 iterations on the Gaussian problem and 7–10 on the hard ones. When the
+    simulation already describes the data, condition 1 holds at iteration 1 and the fit
+    stops there (push ≈ 1). Defaults 2σ and 0.05 were chosen on three toys
+    (``benchmarks/omnifold_defaults.py``, BENCHMARKS.md). ``tolerance=None`` (or 0)
+    switches the rule off: all ``iterations`` run. Which iteration stopped and why is
+    in ``n_iter_``, ``converged_``, ``stop_reason_`` and each iteration's diagnostics.
+
     Parameters
     ----------
     iterations:
-        Number of iterations K ≥ 1 (each one step 1 and one step 2).
+        Most iterations K ≥ 1 (each one step 1 and one step 2); fewer when the
+        convergence rule stops the fit.
     classifier:
         :class:`~validation.classifier.ClassifierConfig` (or a dict of its options):
         network width, batch size, epochs, learning rate, early-stopping patience.
@@ -134,7 +176,13 @@ class OmniFold:
         ``"keep"`` (the original algorithm): simulated events failing reco keep
         push₍ₙ₋₁₎ as their pull; ``"learn"``: step 1b (see the module docstring)
         learns their pull from generator-level features; converges much faster when
-        the efficiency depends on the generator-level features.
+        the efficiency depends on the generator-level features (the default).
+    tolerance:
+        Convergence condition 1, in standard deviations of the step-1 AUC's null
+        distribution (default 2); ``None`` or 0: no convergence test.
+    push_tolerance:
+        Convergence condition 2: the RMS change of log push, relative to the first
+        iteration's (default 0.05).
     warm_start:
         Start each iteration's classifiers from the previous iteration's (faster).
     seed, device, progress:
@@ -142,21 +190,27 @@ class OmniFold:
 
     Attributes (after :meth:`fit`)
     ------------------------------
-    pull_weights_, push_weights_ : (K, N_sim) float64 — per-iteration weights (not
+    pull_weights_, push_weights_ : (n_iter_, N_sim) float64 — per-iteration weights (not
         including the MC weights); the unfolded answer is ``weights_ = push_weights_[-1]``.
+    n_iter_ : int — iterations run; converged_ : bool — the rule stopped the fit;
+    stop_reason_ : str — which iteration stopped and why, in words.
     diagnostics_ : list of dicts per iteration — held-out classifier AUC, ESS/N,
-        weight quantiles, clipped outputs, epochs and seconds of each step.
+        weight quantiles, clipped outputs, epochs and seconds of each step; the rule's
+        inputs ``step1_auc_null_sigma`` (σ₀), ``step1_auc_z`` ((AUC − 0.5)/σ₀),
+        ``push_change`` (RMS Δlog push), ``push_change_relative``; ``converged``.
     reweighter_ : :class:`Reweighter` — the last step-2 classifier(s), for new events.
     """
 
     def __init__(
         self,
-        iterations: int = 3,
+        iterations: int = DEFAULT_ITERATIONS,
         classifier: ClassifierConfig | dict | None = None,
         ensemble: int = 1,
         bootstrap: bool | str = False,
         clip: float = DEFAULT_CLIP,
-        failed_reco: str = "keep",
+        failed_reco: str = "learn",
+        tolerance: float | None = DEFAULT_TOLERANCE,
+        push_tolerance: float = DEFAULT_PUSH_TOLERANCE,
         warm_start: bool = True,
         seed: int = 0,
         device: str = "auto",
@@ -168,6 +222,8 @@ class OmniFold:
         self.bootstrap = bootstrap
         self.clip = clip
         self.failed_reco = failed_reco
+        self.tolerance = tolerance
+        self.push_tolerance = push_tolerance
         self.warm_start = warm_start
         self.seed = seed
         self.device = device
@@ -187,6 +243,10 @@ class OmniFold:
             )
         if self.failed_reco not in ("keep", "learn"):
             raise SimkitError(f"failed_reco must be 'keep' or 'learn', got {self.failed_reco!r}")
+        if self.tolerance is not None and not (np.isfinite(self.tolerance) and self.tolerance >= 0):
+            raise SimkitError(f"tolerance must be ≥ 0 or None, got {self.tolerance}")
+        if not (np.isfinite(self.push_tolerance) and self.push_tolerance >= 0):
+            raise SimkitError(f"push_tolerance must be ≥ 0, got {self.push_tolerance}")
         logit_bound(self.clip)  # checks the range
         return _classifier_config(self.classifier, self.device, self.progress)
 
@@ -328,23 +388,38 @@ class OmniFold:
                 )
             pulls[it] = pull
             record.update(_step_record("step1", info1, mc * pull, pull[pass_reco]))
+            record["step1_auc_null_sigma"] = info1["null_sigma"]
+            record["step1_auc_z"] = (info1["auc"] - 0.5) / info1["null_sigma"]
             bar.update(1)
 
             # step 2: gen (MC) vs gen (MC × pull), at generator level
             ratio2, info2 = self._step(
                 models, 2, x2, (mc * pull)[pass_gen], mc[pass_gen], x2, config, it, fresh, bound
             )
+            previous = push
             push = np.ones(n)
             push[pass_gen] = ratio2
             self._check_finite(push, it, 2, info2)
             pushes[it] = push
             record.update(_step_record("step2", info2, mc * push, push[pass_gen]))
+            record["push_change"] = push_change(previous, push, mc, pass_gen)
             bar.update(1)
+            first = diagnostics[0]["push_change"] if diagnostics else record["push_change"]
+            record["push_change_relative"] = (
+                record["push_change"] / first if first > 0 else float(record["push_change"] > 0)
+            )
+            record["converged"] = self._converged(record)
             diagnostics.append(record)
+            if record["converged"]:
+                break
         bar.close()
 
-        self.pull_weights_ = pulls
-        self.push_weights_ = pushes
+        done = len(diagnostics)
+        self.n_iter_ = done
+        self.converged_ = diagnostics[-1]["converged"]
+        self.stop_reason_ = self._stop_reason(diagnostics[-1])
+        self.pull_weights_ = pulls[:done]
+        self.push_weights_ = pushes[:done]
         self.diagnostics_ = diagnostics
         self.fit_seconds_ = time.perf_counter() - t_start
         self.n_features_gen_ = gen.shape[1]
@@ -426,10 +501,41 @@ class OmniFold:
     def _seed(self, iteration: int, step: int, member: int) -> int:
         return int(np.random.default_rng([self.seed, iteration, step, member]).integers(2**31))
 
+    def _converged(self, record: dict) -> bool:
+        return iteration_converged(record, self.tolerance, self.push_tolerance)
+
+    def _stop_reason(self, record: dict) -> str:
+        k = record["iteration"]
+        auc = (
+            f"step-1 AUC {record['step1_auc']:.4f}, {record['step1_auc_z']:.2f}σ above 0.5 "
+            f"(σ₀ {record['step1_auc_null_sigma']:.4f})"
+        )
+        change = (
+            f"push weights moved by {record['push_change_relative']:.3f} of the first "
+            "iteration's move"
+        )
+        if record["converged"]:
+            if k == 1:
+                return f"converged at iteration 1: {auc} ≤ {self.tolerance:g}σ"
+            return (
+                f"converged at iteration {k}: {auc} ≤ {self.tolerance:g}σ; {change} "
+                f"≤ {self.push_tolerance:g}"
+            )
+        if not self.tolerance:
+            return f"ran all {k} iterations (convergence test off)"
+        return (
+            f"not converged in the maximum of {k} iterations: {auc}, tolerance "
+            f"{self.tolerance:g}σ; {change}, tolerance {self.push_tolerance:g}"
+        )
+
     def _step(self, models, step, x, target, source, x_eval, config, it, fresh, bound):
-        """Train the step's ensemble, return the averaged clipped ratio on ``x_eval``."""
+        """Train the step's ensemble, return the averaged clipped ratio on ``x_eval``.
+
+        ``info["null_sigma"]`` is the standard deviation of the held-out AUC were the two
+        samples identical (Mann–Whitney, effective sizes), averaged over the members.
+        """
         ratio = np.zeros(len(x_eval))
-        info = {"auc": 0.0, "clipped": 0, "epochs": 0, "seconds": 0.0}
+        info = {"auc": 0.0, "clipped": 0, "epochs": 0, "seconds": 0.0, "null_sigma": 0.0}
         for m in range(int(self.ensemble)):
             model = models[step, m]
             t0 = time.perf_counter()
@@ -452,6 +558,13 @@ class OmniFold:
             info["clipped"] += int(np.sum(np.abs(z) >= bound))
             ratio += np.exp(np.clip(z, -bound, bound))
             info["auc"] += fit.auc / self.ensemble
+            info["null_sigma"] += (
+                _null_sigma(
+                    effective_sample_size(target[fit.val_rows]),
+                    effective_sample_size(source[fit.val_rows]),
+                )
+                / self.ensemble
+            )
             info["epochs"] += fit.result.epochs_run
             info["seconds"] += time.perf_counter() - t0
         return ratio / self.ensemble, info
@@ -480,6 +593,38 @@ def _step_record(prefix: str, info: dict, event_weights: np.ndarray, used: np.nd
             for p, v in zip(QUANTILES, q, strict=True)
         },
     }
+
+
+def iteration_converged(record: dict, tolerance: float | None, push_tolerance: float) -> bool:
+    """The convergence rule of :class:`OmniFold` for one iteration's diagnostics record.
+
+    >>> iteration_converged({"iteration": 1, "step1_auc_z": 0.4}, 2.0, 0.05)
+    True
+    >>> iteration_converged(
+    ...     {"iteration": 3, "step1_auc_z": 0.4, "push_change_relative": 0.2}, 2.0, 0.05)
+    False
+    """
+    if not tolerance or not record["step1_auc_z"] < tolerance:
+        return False
+    if record["iteration"] == 1:  # the simulation already described the data
+        return True
+    return bool(record["push_change_relative"] <= push_tolerance)
+
+
+def _null_sigma(n_target: float, n_source: float) -> float:
+    """:func:`validation.gate.auc_null_sigma`; infinite when a held-out sample is empty."""
+    return auc_null_sigma(n_target, n_source) if n_target > 0 and n_source > 0 else np.inf
+
+
+def push_change(
+    previous: np.ndarray, push: np.ndarray, mc_weights: np.ndarray, pass_gen: np.ndarray
+) -> float:
+    """MC-weighted RMS of log(pushₙ / push₍ₙ₋₁₎) over events passing gen (|MC weight|)."""
+    rows = pass_gen & (mc_weights != 0)
+    if not rows.any():
+        return 0.0
+    step = np.log(push[rows]) - np.log(previous[rows])
+    return float(np.sqrt(np.average(step**2, weights=np.abs(mc_weights[rows]))))
 
 
 def check_columns(wanted: Sequence[str], have: Sequence[str], where: str) -> None:
@@ -523,6 +668,8 @@ _PARAMS = (
     "bootstrap",
     "clip",
     "failed_reco",
+    "tolerance",
+    "push_tolerance",
     "warm_start",
     "seed",
     "device",

@@ -15,6 +15,7 @@ from simkit.cli import (
     add_seed,
     blind_window,
     fraction,
+    non_negative_float,
     positive_float,
     positive_int,
     say,
@@ -48,7 +49,28 @@ def register(sub, common) -> None:
         help="observables to unfold, the same at gen and reco (None: all data columns)",
     )
     p.add_argument(
-        "--iterations", type=positive_int, default=3, metavar="K", help="OmniFold iterations"
+        "--iterations",
+        type=positive_int,
+        default=10,
+        metavar="K",
+        help="most OmniFold iterations (fewer when the convergence rule stops the fit)",
+    )
+    p.add_argument(
+        "--tolerance",
+        type=non_negative_float,
+        default=2.0,
+        metavar="T",
+        help="convergence: stop once the step-1 held-out AUC is less than T standard "
+        "deviations (of its null distribution) above 0.5 and the push weights have stopped "
+        "moving (see --push-tolerance); 0: run all K iterations",
+    )
+    p.add_argument(
+        "--push-tolerance",
+        type=non_negative_float,
+        default=0.05,
+        metavar="R",
+        help="convergence: the RMS change of log push in the last iteration is at most R "
+        "times the first iteration's",
     )
     add_seed(p)
     p.add_argument("--ensemble", type=positive_int, default=1, help="classifiers averaged per step")
@@ -63,10 +85,10 @@ def register(sub, common) -> None:
     p.add_argument(
         "--failed-reco",
         choices=("keep", "learn"),
-        default="keep",
-        help="sim events failing reco: keep their previous weight in step 1 (the original "
-        "algorithm), or learn their pull from gen-level features (step 1b; much faster "
-        "convergence when the efficiency depends on the gen-level features)",
+        default="learn",
+        help="sim events failing reco: learn their pull from gen-level features (step 1b; "
+        "much faster convergence when the efficiency depends on the gen-level features), "
+        "or keep their previous weight in step 1 (the original algorithm)",
     )
     group = p.add_argument_group("classifier")
     group.add_argument(
@@ -190,7 +212,7 @@ def run(args: argparse.Namespace) -> int:
         args,
         f"unfolding {', '.join(columns)}: {len(sim)} simulated events "
         f"({int(sim.reco.passed.sum())} pass reco), {int(data.reco.passed.sum())} data events; "
-        f"{args.iterations} iterations",
+        f"at most {args.iterations} iterations",
     )
     classifier = ClassifierConfig(
         hidden=args.hidden,
@@ -207,6 +229,8 @@ def run(args: argparse.Namespace) -> int:
         ensemble=args.ensemble,
         clip=args.clip,
         failed_reco=args.failed_reco,
+        tolerance=args.tolerance,
+        push_tolerance=args.push_tolerance,
         warm_start=not args.no_warm_start,
         seed=args.seed,
         device=args.device,
@@ -234,6 +258,9 @@ def run(args: argparse.Namespace) -> int:
         data=str(args.data),
         columns=columns,
         iterations=args.iterations,
+        iterations_run=estimator.n_iter_,
+        tolerance=args.tolerance,
+        push_tolerance=args.push_tolerance,
         ensemble=args.ensemble,
         failed_reco=args.failed_reco,
         blind=blind,
@@ -245,7 +272,7 @@ def run(args: argparse.Namespace) -> int:
     metrics = _metrics(args, estimator, sim, data, columns, sim_w, data_w, replicas, blind, out)
     metrics["seconds_total"] = time.perf_counter() - t_start
     write_json(out / "metrics.json", metrics)
-    say(args, _summary(metrics, args.iterations))
+    say(args, _summary(metrics, estimator.n_iter_) + f"\n  {estimator.stop_reason_}")
     where = ""
     if "blind" in metrics:
         column, low, high = metrics["blind"]
@@ -294,7 +321,12 @@ def _metrics(
         "sim": str(args.sim),
         "data": str(args.data),
         "columns": columns,
-        "iterations": args.iterations,
+        "iterations": estimator.n_iter_,
+        "iterations_max": args.iterations,
+        "converged": estimator.converged_,
+        "stop_reason": estimator.stop_reason_,
+        "tolerance": args.tolerance,
+        "push_tolerance": args.push_tolerance,
         "ensemble": args.ensemble,
         "failed_reco": args.failed_reco,
         "n_sim": len(sim),
@@ -309,7 +341,7 @@ def _metrics(
         for key, value in record.items():
             if key != "iteration":
                 metrics[f"iter{k}_{key}"] = value
-    metrics["ess_final"] = metrics[f"iter{args.iterations}_step2_ess"]
+    metrics["ess_final"] = metrics[f"iter{estimator.n_iter_}_step2_ess"]
 
     gate_sim, gate_data = np.ones(len(sim), bool), np.ones(len(data), bool)
     if blind is not None:  # the gate looks where the unfolding did: outside the window

@@ -10,6 +10,10 @@ with x, an efficiency below one that depends on x (events failing reco), and fak
 (reco events with no generator-level partner, failing gen). Simulation and
 pseudo-data share the detector; only the truth differs.
 
+``gaussian_2d_hard`` is the same detector in two dimensions: correlated Gaussian truth
+(x, y), each axis biased and smeared like ``gaussian-hard``, an efficiency that depends on
+x + y/2 (below ½ where x + y/2 < −1: the *inefficient region*), and 10 % fakes.
+
 Each function is pure: arrays in, a :class:`~simkit.events.Sample` out, all
 randomness from the ``numpy.random.Generator`` passed in.
 
@@ -31,6 +35,9 @@ from simkit.events import EventTable, Sample
 SIM_TRUTH = (0.0, 1.0)  # (mean, width) of simulation truth
 DATA_TRUTH = (0.2, 0.8)  # (mean, width) of pseudo-data truth
 SMEARING = 0.5
+# ((mean x, mean y), (width x, width y), correlation) of the 2-D problem's truth
+SIM_TRUTH_2D = ((0.0, 0.0), (1.0, 1.0), 0.0)
+DATA_TRUTH_2D = ((0.2, -0.1), (0.8, 1.1), 0.3)
 
 
 @dataclass(frozen=True)
@@ -146,6 +153,68 @@ def gaussian_hard(
         "process": "gaussian-hard",
         "truth_mean": mean,
         "truth_width": width,
+        "detector": detector.__dict__,
+        "data": data,
+    }
+    return (
+        _as_data(sample, provenance)
+        if data
+        else Sample(gen=sample.gen, reco=sample.reco, provenance=provenance)
+    )
+
+
+def efficiency_variable_2d(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """u = x + y/2: the efficiency of ``gaussian_2d_hard`` is ``HardDetector.efficiency(u)``,
+    below ½ where u < −1 (the inefficient region)."""
+    return np.asarray(x) + 0.5 * np.asarray(y)
+
+
+def gaussian_2d_hard(
+    n: int,
+    rng: np.random.Generator,
+    *,
+    truth: tuple = SIM_TRUTH_2D,
+    detector: HardDetector = HardDetector(),
+    data: bool = False,
+) -> Sample:
+    """Correlated 2-D Gaussian truth (columns ``x``, ``y``) through a biased, inefficient
+    detector with fakes.
+
+    ``truth = ((mean_x, mean_y), (width_x, width_y), correlation)``; ``data=True`` uses
+    ``DATA_TRUTH_2D`` by default. Each axis is measured as ``detector`` measures x in
+    :func:`gaussian_hard` (independent smearing); an event is detected with probability
+    ``detector.efficiency(x + y/2)``; ``round(fake_fraction · n)`` fakes (failing gen,
+    placeholder gen values 0) have reco x and y drawn independently from
+    N(fake_mean, fake_width).
+    """
+    _check(n)
+    if data and truth == SIM_TRUTH_2D:
+        truth = DATA_TRUTH_2D
+    (mx, my), (sx, sy), rho = truth
+    cov = [[sx * sx, rho * sx * sy], [rho * sx * sy, sy * sy]]
+    gen = rng.multivariate_normal([mx, my], cov, n)
+    reco = (
+        detector.bias
+        + detector.scale * gen
+        + rng.normal(0.0, 1.0, (n, 2)) * detector.resolution(gen)
+    )
+    detected = rng.random(n) < detector.efficiency(efficiency_variable_2d(gen[:, 0], gen[:, 1]))
+    n_fake = round(detector.fake_fraction * n)
+    fake_reco = rng.normal(detector.fake_mean, detector.fake_width, (n_fake, 2))
+    gen_x = np.concatenate([gen, np.zeros((n_fake, 2))])
+    gen_pass = np.concatenate([np.ones(n, bool), np.zeros(n_fake, bool)])
+    reco_x = np.concatenate([np.where(detected[:, None], reco, 0.0), fake_reco])
+    reco_pass = np.concatenate([detected, np.ones(n_fake, bool)])
+    order = rng.permutation(n + n_fake)
+    ones = np.ones(n + n_fake)
+    columns = ("x", "y")
+    sample = Sample(
+        gen=EventTable(gen_x[order], columns, ones, gen_pass[order]),
+        reco=EventTable(reco_x[order], columns, ones, reco_pass[order]),
+    )
+    provenance = {
+        "process": "gaussian-2d-hard",
+        "truth": [[mx, my], [sx, sy], rho],
         "detector": detector.__dict__,
         "data": data,
     }

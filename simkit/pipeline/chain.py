@@ -395,6 +395,7 @@ def _unfold_argv(ctx: RunContext, folder: Path, seed: int) -> list:
     if unf["columns"]:
         argv += ["--columns", *unf["columns"]]
     argv += ["--iterations", unf["iterations"], "--failed-reco", unf["failed_reco"]]
+    argv += ["--tolerance", unf["tolerance"], "--push-tolerance", unf["push_tolerance"]]
     argv += ["--ensemble", unf["ensemble"], "--epochs", unf["epochs"]]
     argv += ["--batch-size", unf["batch_size"], "--seed", seed, "--device", ctx.device]
     argv += _gate_args(gate)
@@ -443,7 +444,7 @@ def stage_unfold(ctx: RunContext) -> Stage:
         metrics = json.loads((folder / "metrics.json").read_text())
         keep = ("before_auc", "before_max_chi2_ndf", "before_min_p_value", "before_validated")
         keep += ("after_auc", "after_max_chi2_ndf", "after_min_p_value", "after_validated")
-        keep += ("ess_final", "seconds_unfold")
+        keep += ("iterations", "converged", "ess_final", "seconds_unfold")
         return {**{k: metrics[k] for k in keep}, "commands": [command]}
 
     return Stage(

@@ -8,7 +8,7 @@ with the warnings it has for the user.
 
 >>> config, warnings = load_config({"generate": {"sim_events": 500}})
 >>> config["generate"]["sim_events"], config["unfold"]["iterations"]
-(500, 3)
+(500, 10)
 """
 
 from __future__ import annotations
@@ -254,7 +254,14 @@ SECTIONS: tuple[Section, ...] = (
     Section(
         "unfold",
         [
-            Key("iterations", int, 3, "OmniFold iterations", low=1, high=50),
+            Key(
+                "iterations",
+                int,
+                10,
+                "most OmniFold iterations (fewer when the convergence rule stops it)",
+                low=1,
+                high=50,
+            ),
             Key(
                 "columns",
                 list,
@@ -268,9 +275,25 @@ SECTIONS: tuple[Section, ...] = (
             Key(
                 "failed_reco",
                 str,
-                "keep",
-                "sim events failing reco: keep their weight (OmniFold's rule) or learn it",
+                "learn",
+                "sim events failing reco: learn their weight from gen (step 1b) or keep it "
+                "(OmniFold's original rule)",
                 choices=("keep", "learn"),
+            ),
+            Key(
+                "tolerance",
+                float,
+                2.0,
+                "convergence: stop once the step-1 AUC is < tolerance σ above 0.5 and the push "
+                "weights stopped moving (0 = run all iterations)",
+                low=0.0,
+            ),
+            Key(
+                "push_tolerance",
+                float,
+                0.05,
+                "convergence: RMS change of log push ≤ this × the first iteration's",
+                low=0.0,
             ),
             Key(
                 "blind",

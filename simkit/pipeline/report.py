@@ -449,7 +449,10 @@ def _stages(doc: HtmlReport, ctx, results: Mapping) -> None:
 
     doc.heading("4. OmniFold (unfold)")
     doc.paragraph(
-        f"{config['unfold']['iterations']} iterations of OmniFold: step 1 reweights the "
+        f"At most {config['unfold']['iterations']} iterations of OmniFold, stopped when "
+        f"converged (step-1 AUC within {config['unfold']['tolerance']:g}σ of 0.5 and push "
+        f"weights moving by ≤ {config['unfold']['push_tolerance']:g} of the first "
+        "iteration's move): step 1 reweights the "
         "simulation at reco level to the data (pull weights), step 2 turns that into a "
         "function of the generator-level event (push weights: the unfolded answer). "
         f"Simulated events failing reco: '{config['unfold']['failed_reco']}'." + _blind_text(config)
@@ -469,6 +472,9 @@ def _stages(doc: HtmlReport, ctx, results: Mapping) -> None:
             "after_max_chi2_ndf",
             "after_min_p_value",
             "after_validated",
+            "iterations",
+            "converged",
+            "stop_reason",
             "ess_final",
             "seconds_unfold",
         ],

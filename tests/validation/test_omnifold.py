@@ -44,11 +44,13 @@ FAST = {"device": "cpu"}
 
 
 def test_gaussian_reference_problem_closes():
+    """The defaults (``failed_reco="learn"``, the convergence rule, at most 10 iterations)."""
     n = 20_000
     sim, data = toy(n, 11)
-    # 5 iterations: the regularization bias of the width is then ~0.003 (binned ideal
-    # unfolding), well inside the 3σ ≈ 0.022 allowed here
-    fit = OmniFold(iterations=5, seed=1, **FAST).fit_samples(sim, data)
+    # the rule stops after ≥ 4 iterations here, where the regularization bias of the
+    # width is ≤ 0.005 (binned ideal unfolding), well inside the 3σ ≈ 0.022 allowed here
+    fit = OmniFold(seed=1, **FAST).fit_samples(sim, data)
+    assert fit.n_iter_ >= 4
     mean, width = weighted_moments(sim.gen.column("x"), fit.weights_)
     err_mean, err_width = gaussian_errors(n, n)
     assert abs(mean - DATA_TRUTH[0]) < 3 * err_mean
@@ -60,12 +62,16 @@ def test_gaussian_reference_problem_closes():
 
 def test_step_one_auc_falls_and_diagnostics_are_complete():
     sim, data = toy(10_000, 12)
-    fit = OmniFold(iterations=3, seed=2, **FAST).fit_samples(sim, data)
+    fit = OmniFold(iterations=3, tolerance=None, seed=2, **FAST).fit_samples(sim, data)
     assert fit.pull_weights_.shape == fit.push_weights_.shape == (3, 10_000)
     assert fit.pull_weights_.dtype == np.float64
+    assert fit.n_iter_ == 3 and not fit.converged_ and "convergence test off" in fit.stop_reason_
     first, last = fit.diagnostics_[0], fit.diagnostics_[-1]
     for key in ("auc", "ess", "clipped", "epochs", "seconds", "weight_q01", "weight_q99"):
         assert f"step1_{key}" in last and f"step2_{key}" in last
+    for key in ("step1_auc_null_sigma", "step1_auc_z", "push_change", "push_change_relative"):
+        assert np.isfinite(last[key])
+    assert first["push_change_relative"] == 1.0
     # 5000 + 5000 held-out... the step-1 AUC starts well above 0.5 and falls towards it
     assert first["step1_auc"] > 0.55 > last["step1_auc"]
     assert 0 < last["step2_ess"] <= 1
@@ -118,7 +124,7 @@ def test_ibu_and_omnifold_agree_in_one_dimension():
     n = 20_000
     sim, data = toy(n, 14)
     iterations = 3
-    fit = OmniFold(iterations=iterations, seed=4, **FAST).fit_samples(sim, data)
+    fit = OmniFold(iterations=iterations, tolerance=None, seed=4, **FAST).fit_samples(sim, data)
     edges = np.linspace(-3.5, 3.5, 36)
     binned = ibu(
         sim.gen.column("x"),
@@ -154,7 +160,9 @@ def test_ibu_kernel_inverts_a_known_response():
 
 def test_failing_events_follow_the_rules():
     sim, data = toy(5_000, 15, gaussian_hard)
-    fit = OmniFold(iterations=2, seed=5, **FAST).fit_samples(sim, data)
+    fit = OmniFold(iterations=2, failed_reco="keep", tolerance=None, seed=5, **FAST).fit_samples(
+        sim, data
+    )
     fails_gen, fails_reco = ~sim.gen.passed, ~sim.reco.passed
     assert fails_gen.any() and fails_reco.any()
     # events failing gen (fakes) keep push 1; events failing reco keep the previous push
@@ -166,6 +174,63 @@ def test_failing_events_follow_the_rules():
     missed = sim.gen.passed & fails_reco
     assert not np.all(learned.pull_weights_[0, missed] == 1.0)  # step 1b gave them a pull
     assert "step1b_auc" in learned.diagnostics_[0]
+
+
+def test_convergence_stops_at_iteration_one_when_the_simulation_matches_the_data():
+    """Data drawn like the simulation: nothing to correct, the fit stops after one iteration.
+
+    Under this null the step-1 held-out AUC is ≈ N(0.5, σ₀²), so condition 1 fails with
+    probability 2.3 % (2σ, one-sided) per data set; two independent data sets here.
+    """
+    for seed in (41, 42):
+        rng = np.random.default_rng(seed)
+        sim = gaussian(10_000, rng)
+        data = Sample(reco=gaussian(10_000, rng).reco)
+        fit = OmniFold(iterations=5, seed=seed, **FAST).fit_samples(sim, data)
+        assert fit.n_iter_ == 1 and fit.converged_
+        assert fit.push_weights_.shape == fit.pull_weights_.shape == (1, 10_000)
+        assert fit.stop_reason_.startswith("converged at iteration 1")
+        record = fit.diagnostics_[0]
+        # σ₀ from the held-out sizes: 20 % of 10 000 simulated and of 10 000 data events
+        assert record["step1_auc_null_sigma"] == pytest.approx(
+            math.sqrt(4001 / (12 * 2000 * 2000)), rel=0.1
+        )
+        assert record["step1_auc_z"] < 2.0 and record["converged"]
+
+
+def test_convergence_runs_to_the_maximum_when_the_data_cannot_be_matched():
+    """Data narrower (σ 0.3) than the detector's own resolution (0.5): no generator-level
+    reweighting reaches them, the step-1 AUC stays tens of σ₀ above 0.5, and the fit
+    runs all iterations and says it did not converge."""
+    from simkit.events import EventTable
+
+    rng = np.random.default_rng(43)
+    sim = gaussian(10_000, rng)
+    data = Sample(reco=EventTable.from_columns({"x": rng.normal(0.0, 0.3, 10_000)}))
+    fit = OmniFold(iterations=3, seed=5, **FAST).fit_samples(sim, data)
+    assert fit.n_iter_ == 3 and not fit.converged_
+    assert fit.push_weights_.shape == (3, 10_000)
+    assert fit.stop_reason_.startswith("not converged in the maximum of 3 iterations")
+    assert all(r["step1_auc_z"] > 5 and not r["converged"] for r in fit.diagnostics_)
+
+
+def test_convergence_stops_where_the_full_run_would_have():
+    """Iteration k does not depend on how many follow: a fit the rule stops at k equals
+    the first k iterations of the same fit with the rule off (benchmarks/omnifold_defaults.py
+    relies on it); the rule holds at k and at no earlier iteration."""
+    sim, data = toy(5_000, 44)
+    rule = {"tolerance": 2.0, "push_tolerance": 0.25}  # loose: stops well before 6
+    stopped = OmniFold(iterations=6, seed=6, **rule, **FAST).fit_samples(sim, data)
+    k = stopped.n_iter_
+    assert 1 < k < 6 and stopped.converged_
+    full = OmniFold(iterations=k + 1, seed=6, tolerance=None, **FAST).fit_samples(sim, data)
+    np.testing.assert_array_equal(stopped.push_weights_, full.push_weights_[:k])
+    np.testing.assert_array_equal(stopped.pull_weights_, full.pull_weights_[:k])
+    for record in full.diagnostics_[:k]:
+        holds = record["step1_auc_z"] < 2.0 and (
+            record["iteration"] == 1 or record["push_change_relative"] <= 0.25
+        )
+        assert holds == (record["iteration"] == k)
 
 
 def test_reweighter_round_trip_reproduces_push_weights(tmp_path):
@@ -219,6 +284,10 @@ def test_bad_input_is_a_clear_error():
         OmniFold(failed_reco="drop").fit(x, x, x)
     with pytest.raises(SimkitError, match="clip"):
         OmniFold(clip=0.7).fit(x, x, x)
+    with pytest.raises(SimkitError, match="tolerance must be ≥ 0 or None"):
+        OmniFold(tolerance=-1.0).fit(x, x, x)
+    with pytest.raises(SimkitError, match="push_tolerance must be ≥ 0"):
+        OmniFold(push_tolerance=float("nan")).fit(x, x, x)
     with pytest.raises(
         SimkitError, match=r"simulation weights are not finite \(NaN or inf\) at row 3"
     ):
@@ -251,7 +320,7 @@ def test_gaussian_reference_problem_closes_at_full_size():
     sim, data = toy(n, 21)
     # 6 iterations: regularization bias of the width ~0.001 (binned ideal unfolding);
     # an ensemble of 3 keeps the training noise below the statistical error
-    fit = OmniFold(iterations=6, ensemble=3, seed=1, **FAST).fit_samples(sim, data)
+    fit = OmniFold(iterations=6, tolerance=None, ensemble=3, seed=1, **FAST).fit_samples(sim, data)
     mean, width = weighted_moments(sim.gen.column("x"), fit.weights_)
     err_mean, err_width = gaussian_errors(n, n)
     assert abs(mean - DATA_TRUTH[0]) < 3 * err_mean
@@ -292,14 +361,16 @@ def test_hard_variant_closes():
     err_mean, err_width = _ibu_spread(n, iterations)
     sim, data = toy(n, 22, gaussian_hard)
     fit = OmniFold(
-        iterations=iterations, ensemble=2, failed_reco="learn", seed=2, **FAST
+        iterations=iterations, ensemble=2, failed_reco="learn", tolerance=None, seed=2, **FAST
     ).fit_samples(sim, data)
     passed = sim.gen.passed
     mean, width = weighted_moments(sim.gen.column("x")[passed], fit.weights_[passed])
     assert abs(mean - DATA_TRUTH[0]) < 3 * err_mean + 0.005
     assert abs(width - DATA_TRUTH[1]) < 3 * err_width + 0.005
     # the original rule ("keep") has not converged after as many iterations: step 1b matters
-    keep = OmniFold(iterations=iterations, seed=2, **FAST).fit_samples(sim, data)
+    keep = OmniFold(
+        iterations=iterations, failed_reco="keep", tolerance=None, seed=2, **FAST
+    ).fit_samples(sim, data)
     keep_mean, _ = weighted_moments(sim.gen.column("x")[passed], keep.weights_[passed])
     assert abs(keep_mean - DATA_TRUTH[0]) > abs(mean - DATA_TRUTH[0])
 

@@ -89,6 +89,12 @@ def test_unfold_writes_weights_metrics_plots_and_reweighter(files, tmp_path, cap
     ):
         assert key in metrics
     assert metrics["before_validated"] is False  # N(0,1) vs N(0.2,0.8) is visible at 3000 events
+    # the defaults: step 1b and the convergence rule, which needs more than 2 iterations here
+    assert metrics["failed_reco"] == "learn" and metrics["tolerance"] == 2.0
+    assert metrics["iterations_max"] == metrics["iterations"] == 2
+    assert metrics["converged"] is False
+    assert metrics["stop_reason"].startswith("not converged in the maximum of 2 iterations")
+    assert "iter2_step1_auc_z" in metrics and "iter2_push_change_relative" in metrics
     # --alpha reaches both gates: two tests (AUC, x), Bonferroni
     assert metrics["gate_alpha"] == 0.02 and metrics["gate_alpha_per_test"] == 0.01
     assert metrics["gate_auc_tolerance"] == 0.01 and metrics["gate_chi2_tolerance"] == 0.05
