@@ -518,6 +518,8 @@ class SearchResult:
     template: str
     config: SearchConfig
     notes: list[str] = field(default_factory=list)
+    #: a scan's range, width rule and global significance (:func:`detectors.scan.scan`)
+    scan: dict | None = None
 
     @property
     def best(self) -> WindowResult:
@@ -542,6 +544,10 @@ class SearchResult:
             "config": self.config.to_dict(),
             "notes": list(self.notes),
         }
+        if self.scan is not None:
+            out["z_global"] = self.scan["z_global"]
+            out["n_windows"] = self.scan["n_windows"]
+            out["scan"] = self.scan
         if best.auc is not None:
             out["auc"] = best.auc
             out["max_sic"] = best.max_sic
@@ -556,11 +562,18 @@ class SearchResult:
             False: "NOT TRUSTWORTHY (template fails its gate)",
             None: "no gate",
         }
+        scan = ""
+        if self.scan is not None:
+            scan = (
+                f"; scan of {self.scan['n_windows']} windows, global Z = "
+                f"{self.scan['z_global']:.2f}σ"
+            )
         return (
             f"search ({self.template}) in {best.low:g}–{best.high:g} GeV: "
             f"Z = {best.z_local_before_cut:.2f}σ before the cut, {p.z_local:.2f}σ after "
             f"keeping {p.efficiency:.2%} of the data ({p.observed:.0f} observed, "
-            f"{p.expected:.1f} ± {p.expected_error:.1f} expected); {word[self.trustworthy]}"
+            f"{p.expected:.1f} ± {p.expected_error:.1f} expected){scan}; "
+            f"{word[self.trustworthy]}"
         )
 
     def save(self, folder) -> Path:
@@ -602,6 +615,10 @@ class SearchResult:
         written.append(savefig(fig, folder / "spectrum.png"))
         if best.bump_after is not None:
             written.append(save_bump_hunt(best.bump_after, folder / "bump_hunt.png"))
+        if self.scan is not None:
+            fig, ax = plt.subplots(figsize=(7, 4.5))
+            plot_scan(self, ax)
+            written.append(savefig(fig, folder / "scan.png"))
         if best.roc is not None:
             perf = performance(*best.roc)
             for name, draw in (("roc", plot_roc), ("sic", plot_sic)):
@@ -609,6 +626,29 @@ class SearchResult:
                 draw(perf, ax, label=f"template classifier ({self.template})")
                 written.append(savefig(fig, folder / f"{name}.png"))
         return written
+
+
+def plot_scan(result: SearchResult, ax=None):
+    """Local Z before and after the cut against the window centre, with 3σ and 5σ."""
+    from detectors.evaluate import _axes
+
+    ax = _axes(ax)
+    centre = [0.5 * (w.low + w.high) for w in result.windows]
+    ax.plot(centre, [w.z_local_before_cut for w in result.windows], "o--", label="before the cut")
+    ax.plot(centre, [w.primary.z_local for w in result.windows], "s-", label="after the cut")
+    for level in (3, 5):
+        ax.axhline(level, color="grey", ls=":", lw=1)
+        ax.text(centre[0], level, f" {level}σ", va="bottom", color="grey")
+    untrusted = [c for c, w in zip(centre, result.windows, strict=True) if w.trustworthy is False]
+    if untrusted:
+        ax.plot(untrusted, [0] * len(untrusted), "x", color="C3", label="template fails its gate")
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set_xlabel(r"window centre $m_{jj}$ [GeV]")
+    ax.set_ylabel("local Z")
+    if result.scan is not None:
+        ax.set_title(f"global Z = {result.scan['z_global']:.2f}σ ({len(centre)} windows)")
+    ax.legend(fontsize=9)
+    return ax
 
 
 def plot_template_scores(window: WindowResult, ax=None):

@@ -102,12 +102,15 @@ def validated_flow(
     seed: int = 0,
     device: str = "auto",
     threads: int | None = 1,
+    sample: EventTable | None = None,
 ) -> EventTable:
     """Flow events with mjj in ``mjj_range`` (drawn from the simulation's passing events
     there, by MC weight), each weighted by :func:`reco_reweighter` of ``weights``.
 
     ``flow`` is a fitted conditional surrogate (:mod:`simkit.surrogates`) whose
-    condition is mjj.
+    condition is mjj. ``sample``: flow events drawn before (e.g. once for every window
+    of a scan, with mjj from the whole spectrum); those in ``mjj_range`` are weighted
+    and nothing is drawn.
     """
     from simkit.nn import cpu_threads
     from simkit.surrogates.base import contexts_from
@@ -121,9 +124,14 @@ def validated_flow(
     rows = in_window(mjj, *mjj_range)
     if not rows.any():
         raise SimkitError(f"no simulated event in {mjj_range[0]:g}:{mjj_range[1]:g} GeV")
-    contexts = contexts_from(mjj[rows], passing.weights[rows])
-    with cpu_threads(threads, device):
-        sample = flow.sample(events, context=contexts, seed=seed, device=device)
+    if sample is None:
+        contexts = contexts_from(mjj[rows], passing.weights[rows])
+        with cpu_threads(threads, device):
+            sample = flow.sample(events, context=contexts, seed=seed, device=device)
+    else:
+        sample = sample.mask(in_window(sample.column(SR_COLUMN), *mjj_range))
+        if len(sample) == 0:
+            raise SimkitError(f"no flow event in {mjj_range[0]:g}:{mjj_range[1]:g} GeV")
     keep = in_window(sim.column(SR_COLUMN), *mjj_range) & sim.passed
     reweigh = reco_reweighter(
         sim.mask(keep), np.asarray(weights)[keep], flow.columns_, seed=seed + 1, device=device
@@ -217,11 +225,13 @@ def build_template(
     device: str = "auto",
     flow_options: Mapping | None = None,
     progress: bool = False,
+    flow_sample: EventTable | None = None,
 ) -> EventTable:
     """One template of ``kind`` over the window and its sidebands (the range the search
     and its gate read), from what that kind needs: ``sim`` and ``weights``
-    (reweighted-sim), and ``flow`` (validated-flow), or ``data`` and ``features``
-    (sideband-flow). The CLI's ``simkit template`` and the pipeline both call this.
+    (reweighted-sim), and ``flow`` (validated-flow; ``flow_sample``: its events drawn
+    once for several windows), or ``data`` and ``features`` (sideband-flow). The CLI's
+    ``simkit template``, the pipeline and the scan call this.
     """
     from detectors.search import gate_sidebands
 
@@ -238,8 +248,9 @@ def build_template(
     elif kind == "validated-flow":
         need(sim=sim, weights=weights, flow=flow)
         table = validated_flow(
-            flow, sim, weights, (low, high), events=events, seed=seed, device=device
-        )
+            flow, sim, weights, (low, high), events=events, seed=seed, device=device,
+            sample=flow_sample,
+        )  # fmt: skip
     elif kind == "sideband-flow":
         need(data=data, features=features)
         table = sideband_flow(
