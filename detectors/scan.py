@@ -36,6 +36,11 @@ from detectors.labels import SR_COLUMN, SignalRegion
 from simkit.errors import SimkitError
 from simkit.events import EventTable
 
+#: The scan's defaults: window width in units of σ(m)·m, and the data events the highest
+#: window must hold.
+SCAN_WIDTH_FACTOR = 3.0
+SCAN_MIN_COUNT = 200
+
 
 @dataclass(frozen=True)
 class Resolution:
@@ -90,8 +95,8 @@ def scan_windows(
     mjj: np.ndarray,
     resolution: Resolution,
     *,
-    width_factor: float = 3.0,
-    min_count: int = 200,
+    width_factor: float = SCAN_WIDTH_FACTOR,
+    min_count: int = SCAN_MIN_COUNT,
     low: float | None = None,
     high: float | None = None,
     bin_width: float = 100.0,
@@ -271,3 +276,57 @@ def window_templates(
         )  # fmt: skip
 
     return template_for
+
+
+def blinded_scan(
+    kind: str,
+    data,
+    sim,
+    config=None,
+    *,
+    flow=None,
+    unfold: dict | None = None,
+    features: Sequence[str] | None = None,
+    events: int = 200_000,
+    sideband_width: float | None = None,
+    width_factor: float = SCAN_WIDTH_FACTOR,
+    min_count: int = SCAN_MIN_COUNT,
+    seed: int = 0,
+    device: str = "auto",
+    progress: bool = False,
+    extra_signal: EventTable | None = None,
+):
+    """The whole scan from samples: the mjj resolution from ``sim`` (a Sample with gen and
+    reco), windows over the data's spectrum, a template of ``kind`` blinded to each
+    window (:func:`window_templates`), the search in each, the global significance.
+    ``data`` is a Sample with reco. The CLI (``simkit search --scan --run``) and the
+    pipeline call this."""
+    both = sim.gen.passed & sim.reco.passed
+    resolution = mjj_resolution(sim.gen.column(SR_COLUMN)[both], sim.reco.column(SR_COLUMN)[both])
+    data_table = data.reco
+    windows = scan_windows(
+        data_table.passing().column(SR_COLUMN),
+        resolution,
+        width_factor=width_factor,
+        min_count=min_count,
+        bin_width=100.0 if config is None else config.bin_width,
+    )
+    template_for = window_templates(
+        kind, sim=None if kind == "sideband-flow" else sim, data=data, flow=flow,
+        unfold=unfold, features=features, events=events, sideband_width=sideband_width,
+        seed=seed, device=device,
+    )  # fmt: skip
+    result = scan(
+        data_table,
+        template_for,
+        windows,
+        config,
+        template_name=kind,
+        seed=seed + 1,
+        progress=progress,
+        extra_signal=extra_signal,
+        width_rule=f"{width_factor:g} × σ(m)·m with σ(m)/m = {resolution.a:.4f} + "
+        f"{resolution.b:.1f} GeV / m (simulation); step half a width",
+    )
+    result.scan["resolution"] = resolution.to_dict()
+    return result

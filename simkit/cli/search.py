@@ -35,10 +35,10 @@ def _names(text: str) -> tuple[str, ...]:
     return names
 
 
-def _window_options(p) -> None:
+def _window_options(p, required: bool = True) -> None:
     p.add_argument(
         "--window",
-        required=True,
+        required=required,
         metavar="LOW:HIGH",
         help="the signal-region window in mjj (GeV), e.g. 3300:3700",
     )
@@ -58,6 +58,7 @@ def _window_options(p) -> None:
 
 
 def register(sub, common) -> None:
+    from detectors.scan import SCAN_MIN_COUNT, SCAN_WIDTH_FACTOR
     from detectors.search import SearchConfig
     from detectors.template import CLASSIFIERS, TemplateClassifierConfig
     from detectors.templates import TEMPLATE_KINDS
@@ -124,12 +125,14 @@ def register(sub, common) -> None:
     )
     p.add_argument("--data", required=True, metavar="DATA.h5", help="the data event file")
     p.add_argument(
-        "--template", required=True, metavar="T.h5", help="the template (`simkit template`)"
+        "--template",
+        metavar="T.h5",
+        help="the template (`simkit template`); with --scan it serves every window",
     )
     p.add_argument(
         "--template-weights", metavar="W.h5:DATASET", help="extra per-event template weights"
     )
-    _window_options(p)
+    _window_options(p, required=False)
     p.add_argument(
         "--classifier", choices=CLASSIFIERS, default=defaults.classifier, help="the classifier"
     )
@@ -166,6 +169,51 @@ def register(sub, common) -> None:
 
     add_gate_options(p)
     p.add_argument("--no-gate", action="store_true", help="skip the template gate")
+    scan = p.add_argument_group("scanning mjj")
+    scan.add_argument(
+        "--scan",
+        action="store_true",
+        help="scan windows across mjj instead of --window: width --scan-width × the dijet "
+        "mass resolution σ(m)·m measured on the simulation, step half a width, from the "
+        "trigger plateau up to where a window holds --scan-min-count data events; a local Z "
+        "per window and the global Z (Gross–Vitells)",
+    )
+    scan.add_argument(
+        "--run",
+        metavar="RUN_DIR",
+        help="with --scan: rebuild a template of --template-kind in every window from a "
+        "`simkit run` folder, OmniFold blinded to that window (its simulation, data, flow)",
+    )
+    scan.add_argument(
+        "--template-kind",
+        choices=TEMPLATE_KINDS,
+        default="validated-flow",
+        help="with --scan --run: the template rebuilt per window",
+    )
+    scan.add_argument(
+        "--sim",
+        metavar="SIM.h5",
+        help="with --scan and --template: the simulation (gen + reco) whose mjj response "
+        "gives the resolution",
+    )
+    scan.add_argument(
+        "--scan-width",
+        type=positive_float,
+        default=SCAN_WIDTH_FACTOR,
+        help="window width in units of σ(m)·m",
+    )
+    scan.add_argument(
+        "--scan-min-count",
+        type=positive_int,
+        default=SCAN_MIN_COUNT,
+        help="data events the highest window must hold",
+    )
+    scan.add_argument(
+        "--events",
+        type=positive_int,
+        default=200_000,
+        help="with --scan --run: events sampled by the flow templates",
+    )
     add_seed(p)
     add_device(p)
     add_output(p, "output folder (metrics.json and plots)")
@@ -261,14 +309,90 @@ def _template_name(path: str) -> str:
     return str(info.provenance.get("settings", {}).get("template", Path(path).stem))
 
 
+def _template(args):
+    from simkit.io import read_sample, read_weights
+
+    template = read_sample(args.template, levels=["reco"]).reco
+    if args.template_weights:
+        extra = read_weights(args.template_weights, len(template))
+        template = template.with_weights(template.weights * extra)
+    return template
+
+
+def _scan(args, config):
+    """``--scan``: one template for every window (``--template``, resolution from
+    ``--sim``), or a template rebuilt and re-blinded per window from ``--run``."""
+    from detectors.scan import blinded_scan, mjj_resolution, scan, scan_windows
+    from simkit.errors import SimkitError
+    from simkit.io import read_sample
+
+    if args.window is not None:
+        raise SimkitError("--scan chooses its windows: drop --window")
+    if args.run is not None:
+        run = Path(args.run)
+        if not run.is_dir():
+            raise SimkitError(f"{run}: not a run folder")
+        flow = None
+        if args.template_kind == "validated-flow":
+            from simkit.surrogates import load_surrogate
+
+            flow = load_surrogate(run / "surrogate-flow" / "model", device=args.device)
+        return blinded_scan(
+            args.template_kind,
+            read_sample(args.data, levels=["reco"]),
+            read_sample(run / "sim" / "sim.h5"),
+            config,
+            flow=flow,
+            unfold={"device": args.device},
+            features=args.features,
+            events=args.events,
+            sideband_width=args.sideband_width,
+            width_factor=args.scan_width,
+            min_count=args.scan_min_count,
+            seed=args.seed,
+            device=args.device,
+            progress=not args.quiet,
+        )
+    if args.template is None or args.sim is None:
+        raise SimkitError(
+            "--scan needs --run RUN_DIR, or --template and --sim (for the mjj resolution)"
+        )
+    sim = read_sample(args.sim, columns=["mjj"])
+    if sim.gen is None:
+        raise SimkitError(f"{args.sim}: has no generator level to measure the resolution with")
+    both = sim.gen.passed & sim.reco.passed
+    resolution = mjj_resolution(sim.gen.column("mjj")[both], sim.reco.column("mjj")[both])
+    data = read_sample(args.data, levels=["reco"]).reco
+    windows = scan_windows(
+        data.passing().column("mjj"),
+        resolution,
+        width_factor=args.scan_width,
+        min_count=args.scan_min_count,
+        bin_width=args.bin_width,
+    )
+    template = _template(args)
+    result = scan(
+        data,
+        lambda window: template,
+        windows,
+        config,
+        template_name=_template_name(args.template),
+        seed=args.seed,
+        progress=not args.quiet,
+        width_rule=f"{args.scan_width:g} × σ(m)·m, σ(m)/m = {resolution.a:.4f} + "
+        f"{resolution.b:.1f} GeV / m; one template for every window (not re-blinded)",
+    )
+    result.scan["resolution"] = resolution.to_dict()
+    return result
+
+
 def run_search(args) -> int:
     from detectors.labels import SignalRegion
     from detectors.search import SearchConfig, search
     from detectors.template import TemplateClassifierConfig
-    from simkit.io import read_sample, read_weights
+    from simkit.io import read_sample
 
     t0 = time.perf_counter()
-    region = SignalRegion.parse(args.window, what="--window")
     classifier = TemplateClassifierConfig(
         classifier=args.classifier,
         folds=args.folds,
@@ -288,21 +412,23 @@ def run_search(args) -> int:
         gate_chi2_tolerance=args.chi2_tolerance,
         classifier=classifier,
     )
-    data = read_sample(args.data, levels=["reco"]).reco
-    template = read_sample(args.template, levels=["reco"]).reco
-    if args.template_weights:
-        template = template.with_weights(
-            template.weights * read_weights(args.template_weights, len(template))
+    from simkit.errors import SimkitError
+
+    if args.scan:
+        result = _scan(args, config)
+    else:
+        if args.window is None or args.template is None:
+            raise SimkitError("give --window and --template (or --scan)")
+        region = SignalRegion.parse(args.window, what="--window")
+        result = search(
+            read_sample(args.data, levels=["reco"]).reco,
+            _template(args),
+            [region],
+            config,
+            template_name=_template_name(args.template),
+            seed=args.seed,
+            progress=not args.quiet,
         )
-    result = search(
-        data,
-        template,
-        [region],
-        config,
-        template_name=_template_name(args.template),
-        seed=args.seed,
-        progress=not args.quiet,
-    )
     result.save(args.output)
     say(args, result.summary_line())
     say(args, f"wrote {args.output}/metrics.json and plots ({time.perf_counter() - t0:.1f} s)")

@@ -964,16 +964,20 @@ def stage_search(ctx: RunContext) -> Stage:
                 device=ctx.device,
             ),
         )
-        result = search(
-            data_table,
-            template,
-            [region],
-            config,
-            template_name=kind,
-            seed=seed + 1,
-            progress=not ctx.quiet,
-            extra_signal=read_sample(signal, levels=["reco"]).reco,
-        )
+        signal_table = read_sample(signal, levels=["reco"]).reco
+        if settings["scan"]:
+            result = _scan(ctx, settings, data_table, signal_table, config, loaded)
+        else:
+            result = search(
+                data_table,
+                template,
+                [region],
+                config,
+                template_name=kind,
+                seed=seed + 1,
+                progress=not ctx.quiet,
+                extra_signal=signal_table,
+            )
         result.save(folder)
         best = result.best
         window = _region_arg(settings["signal_region"])
@@ -985,9 +989,14 @@ def stage_search(ctx: RunContext) -> Stage:
         build = ["template", kind, "--run", ctx.run_dir, "--window", window]
         build += ["--events", settings["template_events"], "--seed", seed]
         build += ["-o", folder / "template.h5"]
+        if settings["scan"]:
+            argv += ["--scan"]
         return {
             "template": kind,
             "classifier": settings["classifier"],
+            "z_global": None if result.scan is None else result.scan["z_global"],
+            "n_windows": len(result.windows),
+            "window": [best.low, best.high],
             "z_before": best.z_local_before_cut,
             "z_after": best.primary.z_local,
             "efficiency": best.primary.efficiency,
@@ -1010,6 +1019,41 @@ def stage_search(ctx: RunContext) -> Stage:
         settings=settings,
         inputs=[data, signal, *inputs],
         outputs=["metrics.json", "template.h5", "spectrum.png"],
+    )
+
+
+def _scan(ctx: RunContext, settings, data_table, signal_table, config, loaded):
+    """The search scanned across mjj (:func:`detectors.scan.blinded_scan`) with the
+    ``[unfold]`` settings for every window's OmniFold."""
+    from detectors.scan import blinded_scan
+    from simkit.io import read_sample
+
+    unf = ctx.config["unfold"]
+    unfold = {
+        "iterations": unf["iterations"],
+        "failed_reco": unf["failed_reco"],
+        "tolerance": unf["tolerance"],
+        "push_tolerance": unf["push_tolerance"],
+        "ensemble": unf["ensemble"],
+        "classifier": {"epochs": unf["epochs"], "batch_size": unf["batch_size"]},
+        "columns": unf["columns"],
+    }
+    return blinded_scan(
+        settings["template"],
+        read_sample(ctx.path("data", "data.h5"), levels=["reco"]),
+        read_sample(ctx.path("sim", "sim.h5")),
+        config,
+        flow=loaded.get("flow"),
+        unfold=unfold,
+        features=settings["features"],
+        events=settings["template_events"],
+        sideband_width=settings["sideband_width"],
+        width_factor=settings["scan_width"],
+        min_count=settings["scan_min_count"],
+        seed=settings["seed"],
+        device=ctx.device,
+        progress=not ctx.quiet,
+        extra_signal=signal_table,
     )
 
 

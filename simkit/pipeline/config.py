@@ -20,6 +20,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from detectors.scan import SCAN_MIN_COUNT, SCAN_WIDTH_FACTOR
 from detectors.search import SearchConfig
 from detectors.template import CLASSIFIERS, TemplateClassifierConfig
 from detectors.templates import TEMPLATE_KINDS
@@ -526,6 +527,29 @@ SECTIONS: tuple[Section, ...] = (
                 "region (absent: the signal region's width)",
                 low=1.0,
                 optional=True,
+            ),
+            Key(
+                "scan",
+                bool,
+                False,
+                "scan windows across mjj (each its own signal region: OmniFold blinded to "
+                "it, its own template and classifier) and report a global significance; "
+                "false: the [detect] signal region alone",
+            ),
+            Key(
+                "scan_width",
+                float,
+                SCAN_WIDTH_FACTOR,
+                "scan: window width in units of the dijet mass resolution σ(m)·m measured "
+                "on the simulation (the step is half a width)",
+                low=0.5,
+            ),
+            Key(
+                "scan_min_count",
+                int,
+                SCAN_MIN_COUNT,
+                "scan: the highest window still holds this many data events",
+                low=10,
             ),
         ],
         help="the search: a k-folded classifier of the data against a background template "

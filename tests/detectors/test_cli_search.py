@@ -135,3 +135,37 @@ def test_errors_are_one_line(files, tmp_path, capsys, argv, message):
     assert message in err
     assert err.count("\n") == 1
     assert not (tmp_path / "out" / "metrics.json").exists()
+
+
+def test_scan_with_one_template(files, tmp_path, capsys):
+    """--scan over the toy's spectrum with one (idealized) template: windows from the
+    simulation's resolution, a local Z each, a global Z, the scan plot."""
+    from simkit.events import Sample
+
+    rng = np.random.default_rng(22)
+    reco = dijet_sample(20000, 0, rng).reco
+    features = reco.features.copy()
+    features[:, reco.index("mjj")] /= 1 + rng.normal(0, 0.045, len(reco))
+    gen = type(reco)(
+        features=features,
+        columns=reco.columns,
+        weights=reco.weights,
+        passed=reco.passed,
+        labels=reco.labels,
+    )
+    write_sample(tmp_path / "simgen.h5", Sample(gen=gen, reco=reco))
+    write_sample(tmp_path / "ideal.h5", dijet_sample(40000, 0, rng).with_labels(None))
+    out = tmp_path / "scan"
+    code, stdout, err = run(
+        capsys, "search", "--scan", "--data", files / "data.h5", "--template",
+        tmp_path / "ideal.h5", "--sim", tmp_path / "simgen.h5", "--no-gate", "-o", out,
+        *FAST[:-1],
+    )  # fmt: skip
+    assert code == 0, err
+    assert "global Z" in stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n_windows"] == len(metrics["windows"]) >= 2
+    assert "z_global" in metrics and "width_rule" in metrics["scan"]
+    assert (out / "scan.png").exists()
+    code, _, err = run(capsys, "search", "--scan", "--data", files / "data.h5", "-o", out)
+    assert code == 2 and "--scan needs --run RUN_DIR" in err
