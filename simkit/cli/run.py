@@ -90,10 +90,18 @@ def execute(args: argparse.Namespace, config, run_dir: Path) -> int:
             lines.append(f"  detector {name}: AUC {value:.3f}, max SIC {sic_text}")
     if "search_z_after" in top:
         trust = {True: "", False: " — NOT TRUSTWORTHY: the template fails its gate", None: ""}
+        low, high = top["search_window"]
+        scanned = ""
+        if top["search_z_global"] is not None:
+            scanned = (
+                f"; best of {top['search_n_windows']} windows, global Z "
+                f"{top['search_z_global']:.2f}σ"
+            )
         lines.append(
-            f"  search ({top['search_template']}): Z {top['search_z_before']:.2f}σ before the "
-            f"cut, {top['search_z_after']:.2f}σ after ({top['search_observed']:.0f} observed, "
-            f"{top['search_expected']:.1f} ± {top['search_expected_error']:.1f} expected)"
+            f"  search ({top['search_template']}) in {low:.0f}–{high:.0f} GeV: local Z "
+            f"{top['search_z_before']:.2f}σ before the cut, {top['search_z_after']:.2f}σ after "
+            f"({top['search_observed']:.0f} observed, {top['search_expected']:.1f} ± "
+            f"{top['search_expected_error']:.1f} expected){scanned}"
             + trust[top["search_trustworthy"]]
         )
     print("\n".join(lines), flush=True)

@@ -52,6 +52,11 @@ HEADLINE_KEYS = {
     "search_observed": "data events passing the cut in the signal region",
     "search_expected": "the template's estimate of that count (background only)",
     "search_expected_error": "its uncertainty (sideband fit, template statistics, folds)",
+    "search_window": "the best window [low, high] (GeV): the signal region, or with "
+    "[search] scan the window of largest local Z",
+    "search_n_windows": "windows searched",
+    "search_z_global": "with [search] scan: the global significance of the best window "
+    "(look-elsewhere effect by Gross–Vitells upcrossings); null without a scan",
     "search_trustworthy": "whether the template passed its gate (data against the template "
     "in the sidebands)",
     "search_auc": "ROC AUC of the search's classifier in the signal region (labels judge only)",
@@ -110,6 +115,9 @@ def headline(results: Mapping, config: Mapping) -> dict:
             out[f"search_{key}"] = found[key]
         out["search_expected_error"] = found["expected_error"]
         out["search_trustworthy"] = found["trustworthy"]
+        out["search_window"] = found["window"]
+        out["search_n_windows"] = found["n_windows"]
+        out["search_z_global"] = found["z_global"]
         out["search_auc"] = found["auc"]
         out["search_max_sic"] = found["max_sic"]
     if detectors:
@@ -230,17 +238,21 @@ def _summary(doc: HtmlReport, ctx, results: Mapping, top: dict, warnings: Sequen
 
 def _search_summary(doc: HtmlReport, ctx, found: Mapping) -> None:
     search = ctx.config["search"]
-    doc.heading(
-        f"The search: data against the {found['template']} template in {_window(ctx.config)}", 3
-    )
+    low, high = found["window"]
+    where = f"{low:.0f}–{high:.0f} GeV"
+    if found["z_global"] is not None:
+        where = f"{found['n_windows']} windows scanned across mjj; best {where}"
+    doc.heading(f"The search: data against the {found['template']} template ({where})", 3)
     sic = "—"
     if found["max_sic"] is not None:
         sic = f"{found['max_sic']:.2f} ± {found['max_sic_error']:.2f}"
     trust = found["trustworthy"]
     doc.table(
         [
+            "window (GeV)",
             "Z before the cut",
             f"Z after the cut ({found['efficiency']:.1%} of the data kept)",
+            "global Z",
             "observed",
             "expected (template)",
             "template gate",
@@ -249,8 +261,10 @@ def _search_summary(doc: HtmlReport, ctx, found: Mapping) -> None:
         ],
         [
             [
+                f"{low:.0f}–{high:.0f}",
                 f"{found['z_before']:.2f}",
                 f"{found['z_after']:.2f}",
+                "—" if found["z_global"] is None else f"{found['z_global']:.2f}",
                 f"{found['observed']:.0f}",
                 f"{found['expected']:.1f} ± {found['expected_error']:.1f}",
                 "no gate" if trust is None else Verdict(trust),
@@ -265,7 +279,16 @@ def _search_summary(doc: HtmlReport, ctx, found: Mapping) -> None:
         "each data event is scored by models that never saw it. The cut keeps a fixed "
         "fraction of the data; the expected count is the template's efficiency for the same "
         "cut × the background that the sideband fit of the uncut spectrum puts in the "
-        "signal region. A template that fails its gate (data against the template in the "
+        "signal region. With a scan every window is its own signal region (OmniFold "
+        "blinded to it, its own template and classifier), and the global Z counts the "
+        "look-elsewhere effect (Gross & Vitells, EPJC 70 (2010) 525)"
+        + (
+            f"; the ensembles are reduced to {search['ensemble']} model(s) per fold here "
+            "to keep the run short"
+            if search["ensemble"] < 5
+            else ""
+        )
+        + ". A template that fails its gate (data against the template in the "
         "sidebands) makes the result untrustworthy. AUC and SIC use the truth labels, "
         "which nothing else reads.",
         "note" if trust is not False else "bad",
@@ -584,7 +607,8 @@ def _search_section(doc: HtmlReport, ctx, results: Mapping) -> None:
     doc.paragraph(found["line"])
     _metrics_file(doc, folder / "metrics.json", ["template", "trustworthy", "auc", "max_sic"])
     for plot, caption in (
-        ("features.png", "data against the template in the signal region"),
+        ("scan.png", "local Z before and after the cut across the scanned windows"),
+        ("features.png", "data against the template in the (best) window"),
         ("scores.png", "the classifier's out-of-fold scores"),
         ("spectrum.png", "mjj after the cut, with the template's estimate"),
         ("bump_hunt.png", "cross-check: the sideband-fit bump hunt after the cut"),
