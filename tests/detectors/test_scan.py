@@ -130,3 +130,32 @@ def test_background_only_scan_has_unit_normal_local_z():
     assert abs(zs.mean()) < 3 / np.sqrt(n), zs
     assert abs(zs.std(ddof=1) - 1) < 3 / np.sqrt(2 * (n - 1)), zs
     assert max(globals_) < 3
+
+
+def test_a_mismodelled_template_makes_the_scan_untrustworthy():
+    """A template whose m_j1 is 10 % too high, as a shifted simulation the unfolding did not
+    correct would be: every window's gate fails and the scan says not to trust it."""
+    from simkit.events import EventTable
+
+    rng = np.random.default_rng(5)
+    data = dijet_sample(30000, 0, rng).reco
+    template = dijet_sample(60000, 0, rng).reco
+    features = template.features.copy()
+    features[:, template.index("m_j1")] *= 1.1
+    template = EventTable(
+        features=features,
+        columns=template.columns,
+        weights=template.weights,
+        passed=template.passed,
+    )
+    res = mjj_resolution(
+        data.column("mjj"), data.column("mjj") * (1 + rng.normal(0, 0.045, len(data)))
+    )
+    windows = scan_windows(data.column("mjj"), res, min_count=200)[:2]
+    config = SearchConfig(
+        efficiencies=(0.1, 0.01), classifier=TemplateClassifierConfig(folds=3, ensemble=1)
+    )
+    result = scan(data, lambda window: template, windows, config, seed=2)
+    assert result.trustworthy is False
+    assert all(w.gate is not None and not w.gate["validated"] for w in result.windows)
+    assert "NOT TRUSTWORTHY" in result.summary_line()
