@@ -216,6 +216,7 @@ def scan(
         "low": results[0].low,
         "high": results[-1].high,
         "widths": [min(widths), max(widths)],
+        "n_untrusted": sum(w.trustworthy is False for w in results),
         "width_rule": width_rule,
         **global_significance(z, mean_upcrossings=mean_upcrossings),
         "z_global_before_cut": global_significance(z_before)["z_global"],

@@ -527,10 +527,10 @@ class SearchResult:
 
     @property
     def trustworthy(self) -> bool | None:
-        verdicts = [w.trustworthy for w in self.windows]
-        if any(v is None for v in verdicts):
-            return None
-        return all(verdicts)
+        """Whether the claim can be trusted: the best window's template passed its gate
+        (None: not gated). Other windows' verdicts are in ``windows`` (and counted in a
+        scan's ``n_untrusted``)."""
+        return self.best.trustworthy
 
     def to_dict(self) -> dict:
         best = self.best

@@ -714,7 +714,9 @@ def stage_detect(ctx: RunContext, model: str, labels: str) -> Stage:
             argv += ["--sidebands", _region_arg(det["sidebands"])]
         if det["features"]:
             argv += ["--features", *det["features"]]
-        argv += ["--tag", det["tag"], "--epochs", det["epochs"], "--latent", det["latent"]]
+        argv += ["--tag", det["tag"], "--epochs", det["epochs"]]
+        if det["latent"] is not None:
+            argv += ["--latent", det["latent"]]
         argv += ["--beta", det["beta"], "--patience", det["patience"]]
         argv += ["--seed", seed, "--device", ctx.device, "-o", det_dir, *ctx.quiet_flag()]
         commands = [simkit_command(argv)]
@@ -922,31 +924,12 @@ def stage_search(ctx: RunContext) -> Stage:
         seed = settings["seed"]
         region = SignalRegion(SR_COLUMN, *settings["signal_region"])
         data_table = read_sample(data, levels=["reco"]).reco
+        signal_table = read_sample(signal, levels=["reco"]).reco
         loaded: dict = {}
-        if kind in ("validated-flow", "reweighted-sim"):
-            loaded["sim"] = read_sample(sim, levels=["reco"]).reco
-            loaded["weights"] = read_weights(pull, len(loaded["sim"]))
         if kind == "validated-flow":
             from simkit.surrogates import load_surrogate
 
             loaded["flow"] = load_surrogate(flow, device=ctx.device)
-        if kind == "sideband-flow":
-            loaded["data"] = data_table
-        template = build_template(
-            kind, region, sideband_width=settings["sideband_width"],
-            features=settings["features"], events=settings["template_events"], seed=seed,
-            device=ctx.device, progress=not ctx.quiet, **loaded,
-        )  # fmt: skip
-        write_sample(
-            folder / "template.h5",
-            Sample(reco=template),
-            provenance=make_provenance(
-                "simkit.pipeline.search",
-                seed=seed,
-                template=kind,
-                window=settings["signal_region"],
-            ),
-        )
         config = SearchConfig(
             features=tuple(settings["features"]),
             efficiencies=tuple(settings["efficiencies"]),
@@ -964,10 +947,31 @@ def stage_search(ctx: RunContext) -> Stage:
                 device=ctx.device,
             ),
         )
-        signal_table = read_sample(signal, levels=["reco"]).reco
         if settings["scan"]:
+            # every window gets its own template (OmniFold blinded to it): nothing to
+            # build for the fixed signal region
             result = _scan(ctx, settings, data_table, signal_table, config, loaded)
         else:
+            if kind in ("validated-flow", "reweighted-sim"):
+                loaded["sim"] = read_sample(sim, levels=["reco"]).reco
+                loaded["weights"] = read_weights(pull, len(loaded["sim"]))
+            if kind == "sideband-flow":
+                loaded["data"] = data_table
+            template = build_template(
+                kind, region, sideband_width=settings["sideband_width"],
+                features=settings["features"], events=settings["template_events"],
+                seed=seed, device=ctx.device, progress=not ctx.quiet, **loaded,
+            )  # fmt: skip
+            write_sample(
+                folder / "template.h5",
+                Sample(reco=template),
+                provenance=make_provenance(
+                    "simkit.pipeline.search",
+                    seed=seed,
+                    template=kind,
+                    window=settings["signal_region"],
+                ),
+            )
             result = search(
                 data_table,
                 template,
@@ -981,16 +985,20 @@ def stage_search(ctx: RunContext) -> Stage:
         result.save(folder)
         best = result.best
         window = _region_arg(settings["signal_region"])
-        argv = ["search", "--data", data, "--template", folder / "template.h5"]
-        argv += ["--window", window, "--features", ",".join(settings["features"])]
-        argv += ["--classifier", settings["classifier"], "--folds", settings["folds"]]
-        argv += ["--ensemble", settings["ensemble"], "--oversample", settings["oversample"]]
-        argv += ["--seed", seed + 1, "--device", ctx.device, "-o", folder]
-        build = ["template", kind, "--run", ctx.run_dir, "--window", window]
-        build += ["--events", settings["template_events"], "--seed", seed]
-        build += ["-o", folder / "template.h5"]
+        common = ["--features", ",".join(settings["features"])]
+        common += ["--classifier", settings["classifier"], "--folds", settings["folds"]]
+        common += ["--ensemble", settings["ensemble"], "--oversample", settings["oversample"]]
+        common += ["--seed", seed + 1, "--device", ctx.device, "-o", folder]
         if settings["scan"]:
-            argv += ["--scan"]
+            argv = ["search", "--scan", "--run", ctx.run_dir, "--data", data]
+            argv += ["--template-kind", kind, "--events", settings["template_events"]]
+            commands = [simkit_command([*argv, *common])]
+        else:
+            argv = ["search", "--data", data, "--template", folder / "template.h5"]
+            build = ["template", kind, "--run", ctx.run_dir, "--window", window]
+            build += ["--events", settings["template_events"], "--seed", seed]
+            build += ["-o", folder / "template.h5"]
+            commands = [simkit_command(build), simkit_command([*argv, "--window", window, *common])]
         return {
             "template": kind,
             "classifier": settings["classifier"],
@@ -1010,7 +1018,7 @@ def stage_search(ctx: RunContext) -> Stage:
             "max_sic": best.max_sic,
             "max_sic_error": best.max_sic_error,
             "line": result.summary_line(),
-            "commands": [simkit_command(build), simkit_command(argv)],
+            "commands": commands,
         }
 
     return Stage(
@@ -1018,7 +1026,7 @@ def stage_search(ctx: RunContext) -> Stage:
         action,
         settings=settings,
         inputs=[data, signal, *inputs],
-        outputs=["metrics.json", "template.h5", "spectrum.png"],
+        outputs=["metrics.json", "spectrum.png", "scan.png" if settings["scan"] else "template.h5"],
     )
 
 

@@ -22,8 +22,11 @@ TINY = {
     "detect": {"epochs": 3},
     "evaluate": {"target_eps_b": 0.1, "min_background": 5, "bin_width": 200.0},
     "search": {
-        "template_events": 3000, "folds": 3, "ensemble": 1,
-        "efficiencies": [0.1], "primary_efficiency": 0.1,
+        "template_events": 3000,
+        "folds": 3,
+        "ensemble": 1,
+        "efficiencies": [0.1],
+        "primary_efficiency": 0.1,
     },  # fmt: skip
 }
 TINY["surrogate"]["flow"] = {"epochs": 2, "layers": 2, "hidden": 16}
@@ -146,3 +149,18 @@ def test_gan_and_ae_options_run_through_the_chain(tmp_path):
     # the detectors read the GAN's events, not the flow's
     train = json.loads((tmp_path / "run" / "detect-ae-all" / "stage.json").read_text())
     assert "validated-gan" in json.dumps(train["settings"]) + json.dumps(train["summary"])
+
+
+@pytest.mark.slow
+def test_the_search_stage_scans_when_asked(tmp_path):
+    """[search] scan = true: windows across mjj, OmniFold blinded to each, z_global."""
+    import copy
+
+    config = copy.deepcopy(TINY)
+    config["search"].update(scan=True, scan_min_count=20)
+    summary = run_pipeline(config, tmp_path / "run", quiet=True)
+    metrics = json.loads((tmp_path / "run" / "search" / "metrics.json").read_text())
+    assert metrics["n_windows"] == len(metrics["windows"]) >= 1
+    assert "z_global" in metrics and metrics["scan"]["width_rule"].startswith("3 ×")
+    assert summary["headline"]["search_z_global"] == metrics["z_global"]
+    assert (tmp_path / "run" / "search" / "scan.png").exists()
