@@ -27,7 +27,7 @@ TINY = {
         "ensemble": 1,
         "efficiencies": [0.1],
         "primary_efficiency": 0.1,
-    },  # fmt: skip
+    },
 }
 TINY["surrogate"]["flow"] = {"epochs": 2, "layers": 2, "hidden": 16}
 
