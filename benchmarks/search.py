@@ -49,6 +49,7 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # before numpy: one thread on a shared CPU
 
 import argparse
+import hashlib
 import importlib.util
 import json
 import math
@@ -293,18 +294,20 @@ def inject(made: Samples, s_over_sqrt_b: float, seed: int) -> Injected:
 # --------------------------------------------------------------------------- templates
 
 
-def build_templates(made: Samples, args, out: Path) -> dict[str, EventTable]:
+def build_templates(made: Samples, args) -> dict[str, EventTable]:
     """validated-flow, reweighted-sim and sideband-flow, from the seed-0 data at the
-    headline injection; cached as .npz next to the output."""
+    headline injection; cached as .npz in ``runs/cache/search/``."""
     from detectors.templates import build_template
 
     window = _window()
+    files = hashlib.sha256(str(made.info["files"]).encode()).hexdigest()[:8]
     key = (
-        f"templates_{args.features}_q{args.qcd_events}_s{args.sim_events}"
+        f"templates_{files}_{args.features}_q{args.qcd_events}_s{args.sim_events}"
         f"_sig{args.signal_events}_t{args.template_events}_f{args.flow_epochs}"
         f"_l{args.flow_layers}_b{args.flow_batch}_it{args.omnifold_iterations}.npz"
     )
-    path = out.parent / key
+    CACHE.mkdir(parents=True, exist_ok=True)
+    path = CACHE / key
     names = ("validated-flow", "reweighted-sim", "sideband-flow")
     if path.exists():
         stored = np.load(path, allow_pickle=False)
@@ -810,7 +813,7 @@ def main(argv=None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     made = samples(args)
-    templates = build_templates(made, args, out)
+    templates = build_templates(made, args)
     template_info = templates.pop("info")
     sizes = {k: getattr(args, k) for k in SIZES}
     settings = {
