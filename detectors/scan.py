@@ -72,6 +72,7 @@ def mjj_resolution(gen_mjj, reco_mjj, *, bins: int = 12, min_events: int = 50) -
     gen, reco = gen[ok], reco[ok]
     if len(gen) < 2 * min_events:
         raise SimkitError(f"{len(gen)} paired events are too few to measure the mjj resolution")
+    bins = max(2, min(bins, len(gen) // min_events))  # small samples: fewer, fuller bins
     edges = np.quantile(gen, np.linspace(0.0, 0.995, bins + 1))
     centres, widths = [], []
     for lo, hi in itertools.pairwise(edges):

@@ -989,16 +989,19 @@ def stage_search(ctx: RunContext) -> Stage:
         common += ["--classifier", settings["classifier"], "--folds", settings["folds"]]
         common += ["--ensemble", settings["ensemble"], "--oversample", settings["oversample"]]
         common += ["--seed", seed + 1, "--device", ctx.device, "-o", folder]
+        # the commands that redo this stage by hand (for the report; not run here)
         if settings["scan"]:
             argv = ["search", "--scan", "--run", ctx.run_dir, "--data", data]
             argv += ["--template-kind", kind, "--events", settings["template_events"]]
-            commands = [simkit_command([*argv, *common])]
+            argv += ["--scan-width", settings["scan_width"]]
+            argv += ["--scan-min-count", settings["scan_min_count"]]
+            commands = [_shell([*argv, *common])]
         else:
             argv = ["search", "--data", data, "--template", folder / "template.h5"]
             build = ["template", kind, "--run", ctx.run_dir, "--window", window]
             build += ["--events", settings["template_events"], "--seed", seed]
             build += ["-o", folder / "template.h5"]
-            commands = [simkit_command(build), simkit_command([*argv, "--window", window, *common])]
+            commands = [_shell(build), _shell([*argv, "--window", window, *common])]
         return {
             "template": kind,
             "classifier": settings["classifier"],
@@ -1028,6 +1031,11 @@ def stage_search(ctx: RunContext) -> Stage:
         inputs=[data, signal, *inputs],
         outputs=["metrics.json", "spectrum.png", "scan.png" if settings["scan"] else "template.h5"],
     )
+
+
+def _shell(argv: Sequence[Any]) -> str:
+    """A ``simkit`` command as a shell line, without running it."""
+    return shlex.join(["simkit", *(str(a) for a in argv)])
 
 
 def _scan(ctx: RunContext, settings, data_table, signal_table, config, loaded):
