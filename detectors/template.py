@@ -152,6 +152,15 @@ class TemplateEfficiency:
         return math.hypot(self.stat, self.model)
 
 
+def jeffreys_efficiency(passing: np.ndarray, weights: np.ndarray) -> tuple[float, float]:
+    """The weighted fraction passing, with Jeffreys' prior on Kish effective counts:
+    ((k + ½)/(N + 1), its binomial error). A cut nothing passes estimates ½/(N + 1)."""
+    n_eff = effective_sample_size(weights)
+    k_eff = n_eff * weights[passing].sum() / weights.sum()
+    eps = float((k_eff + 0.5) / (n_eff + 1.0))
+    return eps, math.sqrt(eps * (1.0 - eps) / (n_eff + 1.0))
+
+
 def assign_folds(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
     """A fold index 0…k−1 per event, folds as equal as possible, in random order."""
     return rng.permutation(np.arange(n) % k)
@@ -363,10 +372,7 @@ class TemplateClassifier:
             raise SimkitError(f"a cut efficiency must lie in (0, 1), got {efficiency}")
         passing = self.template_rank_ > 1.0 - efficiency
         w = self.template_weights_
-        n_eff = effective_sample_size(w)
-        k_eff = n_eff * w[passing].sum() / w.sum()
-        eps = float((k_eff + 0.5) / (n_eff + 1.0))
-        stat = math.sqrt(eps * (1.0 - eps) / (n_eff + 1.0))
+        eps, stat = jeffreys_efficiency(passing, w)
         per_fold = []
         for f in range(len(self.models_)):
             rows = self.template_fold_ == f
@@ -409,5 +415,6 @@ __all__: Sequence[str] = (
     "TemplateClassifierConfig",
     "TemplateEfficiency",
     "assign_folds",
+    "jeffreys_efficiency",
     "out_of_fold_auc",
 )
