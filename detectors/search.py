@@ -167,6 +167,7 @@ class WindowResult:
     window_scores: tuple | None = field(default=None, repr=False)  # (data, template, w_t)
     window_features: tuple | None = field(default=None, repr=False)
     features: tuple[str, ...] = ()
+    fit: TemplateClassifier | None = field(default=None, repr=False)  # scores other events
 
     @property
     def primary(self) -> CutResult:
@@ -563,6 +564,7 @@ def search_window(
             w_t,
         ),
         features=features,
+        fit=fit,
     )
 
 
