@@ -33,10 +33,17 @@ Max SIC: background = the data's own background in the window (out-of-fold ranks
 signal = the signal events in the window that were not injected (scored by the fold
 models, which never saw them). Z: :func:`search_window`'s local Z before the cut (the
 sideband fit of the uncut spectrum) and after the cut keeping 1 % of the data in the
-window (its template estimate); for supervised and VAE the same count against the
-background efficiency on a held-out background sample. Seeds change the classifier and
-fold seeds and the injected-signal subset. The background-only rows are random halves
-of the whole a14 sample (data; the other half is the idealized template).
+window (its template estimate, corrected by the data/template ratio r of the same cut in
+the gate's sidebands, ``SearchConfig.sideband_correction``; the Z without r is kept as
+``z_after_uncorrected``); for supervised and VAE the same count against the background
+efficiency on a held-out background sample. The held-out signal is scored by
+``WindowResult.fit``, the search's own classifier. Sculpting: the library's
+``CutResult.sculpting_*`` (binomial, passing against all), with a two-sample pooled
+test as a cross-check. Seeds change the classifier and fold seeds and the
+injected-signal subset. The background-only rows (every method) are random halves of
+the whole a14 sample (data; the other half is the idealized template); the simulation
+and sideband-flow templates are still the ones fitted on the seed-0 data with signal.
+The templates are cached under a hash of the library code that builds them.
 
     python benchmarks/search.py --quick            # a smoke run
     python benchmarks/search.py                    # the measured run (sizes are flags)
@@ -56,7 +63,6 @@ import math
 import platform
 import sys
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -68,7 +74,6 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-import detectors.search as search_module  # noqa: E402
 from detectors.evaluate import bump_hunt, performance, poisson_significance  # noqa: E402
 from detectors.labels import SignalRegion  # noqa: E402
 from detectors.search import SearchConfig, search_window  # noqa: E402
@@ -302,7 +307,7 @@ def build_templates(made: Samples, args) -> dict[str, EventTable]:
     window = _window()
     files = hashlib.sha256(str(made.info["files"]).encode()).hexdigest()[:8]
     key = (
-        f"templates_{files}_{args.features}_q{args.qcd_events}_s{args.sim_events}"
+        f"templates_{files}_{library_hash()}_{args.features}_q{args.qcd_events}_s{args.sim_events}"
         f"_sig{args.signal_events}_t{args.template_events}_f{args.flow_epochs}"
         f"_l{args.flow_layers}_b{args.flow_batch}_it{args.omnifold_iterations}.npz"
     )
@@ -392,6 +397,27 @@ def build_templates(made: Samples, args) -> dict[str, EventTable]:
     return {n: templates[n].select(columns) for n in names} | {"info": info}
 
 
+LIBRARY = (  # the code the templates depend on: a change refits them
+    "detectors/templates.py",
+    "validation/omnifold.py",
+    "validation/classifier.py",
+    "simkit/surrogates/flow.py",
+)
+
+
+def library_hash() -> str:
+    import detectors
+    import simkit
+
+    roots = {"detectors": Path(detectors.__file__).parent.parent,
+             "validation": Path(detectors.__file__).parent.parent,
+             "simkit": Path(simkit.__file__).parent.parent}  # fmt: skip
+    digest = hashlib.sha256()
+    for name in LIBRARY:
+        digest.update((roots[name.split("/")[0]] / name).read_bytes())
+    return digest.hexdigest()[:8]
+
+
 def _jsonable(value):
     return json.loads(json.dumps(value, default=lambda v: float(v) if np.isscalar(v) else str(v)))
 
@@ -411,26 +437,6 @@ def cwola_template(data: EventTable, rng: np.random.Generator) -> EventTable:
 
 
 # --------------------------------------------------------------------------- one run
-
-
-@contextmanager
-def capturing_fits():
-    """Keep the template classifiers :func:`search_window` fits (the first is the search's
-    own, then the gate's), to score the held-out signal with the same models."""
-    fitted: list[TemplateClassifier] = []
-
-    class Capturing(TemplateClassifier):
-        def fit(self, *args, **kwargs):
-            out = super().fit(*args, **kwargs)
-            fitted.append(self)
-            return out
-
-    original = search_module.TemplateClassifier
-    search_module.TemplateClassifier = Capturing
-    try:
-        yield fitted
-    finally:
-        search_module.TemplateClassifier = original
 
 
 def classifier_config(kind: str, args) -> TemplateClassifierConfig:
@@ -478,10 +484,9 @@ def pooled_chi2_ndf(mjj, weights, passing, edges) -> float | None:
     """χ²/ndf of the mjj shape of passing against failing events: Pearson's test of
     homogeneity with the pooled expectation per bin (under/overflow as bins).
 
-    The library's sculpting figure (``validation.metrics.chi2_ndf``) takes each
-    histogram's own Σw² as its variance: a bin the small passing sample leaves empty
-    then adds the whole failing count to χ². Same-shape samples of 20 000 and 200
-    events on a falling spectrum give χ²/ndf ≈ 17 that way, ≈ 1 here."""
+    A cross-check of the library's figure (``detectors.search._sculpting``, since
+    91526ea the binomial χ² of passing against all events; before it a two-histogram χ²
+    biased high at 1 % cuts, which this function worked around)."""
     passing = np.asarray(passing, bool)
     if passing.sum() < 10 or (~passing).sum() < 10:
         return None
@@ -495,6 +500,20 @@ def pooled_chi2_ndf(mjj, weights, passing, edges) -> float | None:
     return float(chi2 / ndf) if ndf > 0 else None
 
 
+def uncorrected_z(result, cut) -> float | None:
+    """The cut's local Z without the sideband correction (ε_T not scaled by r), as the
+    library computed it before 91526ea: what the correction changes, on the same fit."""
+    if cut.sideband_ratio is None:
+        return cut.z_local
+    eps = cut.template_efficiency / cut.sideband_ratio
+    b, sb = result.background, result.background_error
+    expected = eps * b
+    error = expected * math.hypot(
+        sb / b, math.hypot(cut.template_efficiency_stat, cut.template_efficiency_model) / eps
+    )
+    return poisson_significance(cut.observed, expected, error)
+
+
 def run_search(data, template, held_out, features, kind, args, seed, gate) -> dict:
     config = SearchConfig(
         features=features,
@@ -503,9 +522,8 @@ def run_search(data, template, held_out, features, kind, args, seed, gate) -> di
         gate=gate,
         classifier=classifier_config(kind, args),
     )
-    with capturing_fits() as fitted:
-        result = search_window(data, template, _window(), config, seed=seed)
-    fit = fitted[0]
+    result = search_window(data, template, _window(), config, seed=seed)
+    fit = result.fit  # the search's own classifier (not the gate's)
     inside = _window().inside(data.column("mjj"))
     background = inside & (data.labels == 0)
     held_rank = fit.rank(held_out.select(features).features, seed=seed + 11)
@@ -538,6 +556,9 @@ def run_search(data, template, held_out, features, kind, args, seed, gate) -> di
         "expected_error": p.expected_error,
         "template_efficiency": p.template_efficiency,
         "template_efficiency_model": p.template_efficiency_model,
+        "sideband_ratio": p.sideband_ratio,
+        "sideband_ratio_error": p.sideband_ratio_error,
+        "z_after_uncorrected": uncorrected_z(result, p),
         "sculpting_background": p.sculpting_background,
         "sculpting_template": p.sculpting_template,
         "n_data_window": result.n_data,
@@ -611,7 +632,8 @@ def plan(args) -> list[tuple[str, float, int]]:
             rows += [(m, HEADLINE, 0) for m in METHODS if "mlp" not in m]
             rows += [(m, HEADLINE, 0) for m in METHODS if "mlp" in m]
         elif block == "null":
-            rows += [(m, 0.0, 0) for m in ("idealized-hgb", "validated-flow-hgb")]
+            rows += [(m, 0.0, 0) for m in METHODS if "mlp" not in m]
+            rows += [(m, 0.0, 0) for m in METHODS if "mlp" in m]
         elif block == "noise":
             for k in (5, 10):
                 rows += [(m, HEADLINE, k) for m in ("idealized-hgb", "validated-flow-hgb")]
@@ -640,7 +662,9 @@ def one_run(made, templates, method, level, noise, seed, args) -> dict:
     rng = np.random.default_rng([seed, noise, 53])
     if level == 0.0:
         data, ideal = null_data(made, seed)
-        injected = Injected(data, made.signal.mask(slice(0, 0)), 0)
+        # no signal injected: the held-out signal is all of it in the window (SIC is
+        # meaningless here; supervised trains on it)
+        injected = Injected(data, made.signal.mask(window_rows(made.signal)), 0)
     else:
         injected = inject(made, level, seed)
         ideal = made.idealized
@@ -665,8 +689,6 @@ def one_run(made, templates, method, level, noise, seed, args) -> dict:
     gate = seed == 0 and noise == 0 and level == HEADLINE and name != "cwola"
     if level == 0.0:
         gate = False
-        held_out = made.signal.mask(window_rows(made.signal))  # SIC is meaningless here
-        held_out = add_noise(held_out, noise, rng)
     return run_search(data, template, held_out, features, kind, args, seed, gate)
 
 
@@ -697,7 +719,8 @@ def summarize(rows: list[dict]) -> list[dict]:
         entry = {"method": method, "s_over_sqrt_b": level, "noise": noise, "seeds": len(members)}
         for key in ("max_sic", "auc", "z_before", "z_after", "sculpting_background",
                     "sculpting_template", "sculpting_background_pooled",
-                    "sculpting_template_pooled", "in_data_max_sic", "seconds"):  # fmt: skip
+                    "sculpting_template_pooled", "in_data_max_sic", "seconds",
+                    "z_after_uncorrected", "sideband_ratio"):  # fmt: skip
             mean, std, _ = _mean_std([m.get(key) for m in members])
             entry[key] = mean
             entry[f"{key}_std"] = std
@@ -740,7 +763,7 @@ def goals(summary: list[dict]) -> dict:
         if clean and noisy and clean["max_sic"] and noisy["max_sic"]:
             ratio = noisy["max_sic"] / clean["max_sic"]
             out[f"noise10_kept_{method}"] = {"ratio": ratio, "met": ratio >= 0.7}
-    for method in ("idealized-hgb", "validated-flow-hgb"):
+    for method in METHODS:
         null = find(method, level=0.0)
         if null:
             n = null["seeds"]
@@ -757,16 +780,14 @@ def goals(summary: list[dict]) -> dict:
                 "met": mean is not None
                 and abs(mean) <= tol_mean
                 and (std is None or abs(std - 1) <= tol_std),
-                "sculpting_background": null["sculpting_background_pooled"],
-                "sculpting_template": null["sculpting_template_pooled"],
-                "sculpting_background_library": null["sculpting_background"],
-                "sculpting_template_library": null["sculpting_template"],
+                "z_after_uncorrected_mean": null["z_after_uncorrected"],
+                "sculpting_background": null["sculpting_background"],
+                "sculpting_template": null["sculpting_template"],
+                "sculpting_background_two_sample": null["sculpting_background_pooled"],
+                "sculpting_template_two_sample": null["sculpting_template_pooled"],
                 "sculpting_met": all(
                     v is None or v <= 1.5
-                    for v in (
-                        null["sculpting_background_pooled"],
-                        null["sculpting_template_pooled"],
-                    )
+                    for v in (null["sculpting_background"], null["sculpting_template"])
                 ),
             }
     return out
@@ -781,8 +802,9 @@ def _fmt(mean, std=None, digits=2):
 def markdown(summary: list[dict]) -> str:
     lines = [
         "| method | S/√B | noise | seeds | max SIC | AUC | Z before | Z after 1 % cut "
-        "| sculpting χ²/ndf, bkg / template (library's) | gate | s/run |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| (Z without sideband corr.) | sideband r | sculpting χ²/ndf, bkg / template "
+        "(two-sample) | gate | s/run |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in summary:
         gate = ""
@@ -795,9 +817,11 @@ def markdown(summary: list[dict]) -> str:
             f"| {s['method']} | {level} | {s['noise']} | {s['seeds']} | {sic_text} "
             f"| {auc_text} | {_fmt(s['z_before'], s['z_before_std'])} "
             f"| {_fmt(s['z_after'], s['z_after_std'])} "
-            f"| {_fmt(s['sculpting_background_pooled'])} / "
-            f"{_fmt(s['sculpting_template_pooled'])} ({_fmt(s['sculpting_background'], None, 1)}"
-            f" / {_fmt(s['sculpting_template'], None, 1)}) "
+            f"| ({_fmt(s['z_after_uncorrected'], s['z_after_uncorrected_std'])}) "
+            f"| {_fmt(s['sideband_ratio'], None)} "
+            f"| {_fmt(s['sculpting_background'])} / "
+            f"{_fmt(s['sculpting_template'])} ({_fmt(s['sculpting_background_pooled'])}"
+            f" / {_fmt(s['sculpting_template_pooled'])}) "
             f"| {gate} | {_fmt(s['seconds'], None, 0)} |"
         )
     return "\n".join(lines) + "\n"
