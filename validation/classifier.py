@@ -175,12 +175,16 @@ def fit_classifier(
     seed: int,
     fit_standardizer: bool = True,
     desc: str = "classifier",
+    split_seed: int | None = None,
 ) -> ClassifierFit:
     """Train ``model`` (from :func:`build_classifier`) to tell target from source rows.
 
     Weights are balanced first (:func:`balanced`); a random ``config.val_fraction`` of
     rows is held out for early stopping and for the returned AUC. With
     ``fit_standardizer=False`` the model's input standardization is kept (a warm start).
+    The held-out rows are drawn from ``split_seed`` (default ``seed``): a warm-started
+    model must keep the same split as its earlier fits, or its "held-out" rows include
+    rows it was trained on, which biases the early stopping and the AUC upwards.
     """
     x = np.asarray(x, dtype=np.float32)
     if x.ndim != 2:
@@ -188,7 +192,9 @@ def fit_classifier(
     a, b = balanced(target_weights, source_weights)
     if fit_standardizer:
         model[0].fit(x, a + b)
-    train_rows, val_rows = split_rows(len(x), config.val_fraction, seed)
+    train_rows, val_rows = split_rows(
+        len(x), config.val_fraction, seed if split_seed is None else split_seed
+    )
 
     def loss(xb, ab, bb):
         z = model(xb).squeeze(-1).float()

@@ -70,7 +70,7 @@ def register(sub, common) -> None:
         default=0.05,
         metavar="R",
         help="convergence: the RMS change of log push in the last iteration is at most R "
-        "times the first iteration's",
+        "times the first iteration's, or no longer shrinks (the classifiers' noise floor)",
     )
     add_seed(p)
     p.add_argument("--ensemble", type=positive_int, default=1, help="classifiers averaged per step")

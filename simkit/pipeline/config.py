@@ -293,7 +293,8 @@ SECTIONS: tuple[Section, ...] = (
                 "push_tolerance",
                 float,
                 0.05,
-                "convergence: RMS change of log push ≤ this × the first iteration's",
+                "convergence: RMS change of log push ≤ this × the first iteration's (or no "
+                "longer shrinking: the classifiers' noise floor)",
                 low=0.0,
             ),
             Key(
