@@ -169,6 +169,13 @@ def register(sub, common) -> None:
 
     add_gate_options(p)
     p.add_argument("--no-gate", action="store_true", help="skip the template gate")
+    p.add_argument(
+        "--sideband-correction",
+        choices=("auto", "always", "never"),
+        default=search_defaults.sideband_correction,
+        help="scale the template's efficiency by data/template of the same cut in the "
+        "sidebands: auto = when the template fails its gate",
+    )
     scan = p.add_argument_group("scanning mjj")
     scan.add_argument(
         "--scan",
@@ -407,6 +414,7 @@ def run_search(args) -> int:
         bin_width=args.bin_width,
         sideband_width=args.sideband_width,
         gate=not args.no_gate,
+        sideband_correction=args.sideband_correction,
         gate_alpha=args.alpha,
         gate_auc_tolerance=args.auc_tolerance,
         gate_chi2_tolerance=args.chi2_tolerance,

@@ -936,6 +936,7 @@ def stage_search(ctx: RunContext) -> Stage:
             primary_efficiency=settings["primary_efficiency"],
             bin_width=settings["bin_width"],
             sideband_width=settings["sideband_width"],
+            sideband_correction=settings["sideband_correction"],
             gate_alpha=settings["gate"]["alpha"],
             gate_auc_tolerance=settings["gate"]["auc_tolerance"],
             gate_chi2_tolerance=settings["gate"]["chi2_tolerance"],

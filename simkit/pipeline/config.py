@@ -530,6 +530,14 @@ SECTIONS: tuple[Section, ...] = (
                 optional=True,
             ),
             Key(
+                "sideband_correction",
+                str,
+                _SEARCH.sideband_correction,
+                "scale the template's efficiency by data/template of the same cut in the "
+                "sidebands: auto (when the template fails its gate), always, never",
+                choices=("auto", "always", "never"),
+            ),
+            Key(
                 "scan",
                 bool,
                 False,
