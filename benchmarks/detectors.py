@@ -27,6 +27,7 @@ import itertools
 import platform
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 # This file has the name of the package it benchmarks: keep its own folder off the path,
@@ -65,8 +66,12 @@ SIZES = {  # full, quick
 }
 
 
-def parse(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+def parser(description: str = __doc__) -> argparse.ArgumentParser:
+    """The options that make the samples (and train the detectors); other benchmarks on
+    the same events add theirs to it (``benchmarks/detectors_vs_pyod.py``)."""
+    p = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawTextHelpFormatter
+    )
     p.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
     p.add_argument("--qcd-events", type=int, help="QCD events generated (half data, half test)")
     p.add_argument("--signal-events", type=int, help="W' → XY events generated")
@@ -87,7 +92,11 @@ def parse(argv=None) -> argparse.Namespace:
     )
     p.add_argument("-o", "--output", default=str(ROOT / "runs" / "bench-detectors"))
     p.add_argument("--quiet", action="store_true")
-    args = p.parse_args(argv)
+    return p
+
+
+def parse(argv=None, p: argparse.ArgumentParser | None = None) -> argparse.Namespace:
+    args = (p or parser()).parse_args(argv)
     for name, (full, quick) in SIZES.items():
         if getattr(args, name) is None:
             setattr(args, name, quick if args.quick else full)
@@ -104,17 +113,27 @@ def generator_version() -> str:
     return digest.hexdigest()[:10]
 
 
-def cached_sample(process: str, n_events: int, seed: int, args) -> Path:
-    """Generate once, then reuse: the file name holds what makes the events."""
+def cached_sample(process: str, n_events: int, seed: int, args, **options) -> Path:
+    """Generate once, then reuse: the file name holds what makes the events (``options``
+    are the process's, e.g. ``mx``/``my`` of wprime-xy)."""
     from simkit.generators.pythia import generate
 
-    path = CACHE / f"{process}_n{n_events}_seed{seed}_{generator_version()}.h5"
+    tag = "".join(f"_{k}{v:g}" for k, v in sorted(options.items()))
+    path = CACHE / f"{process}{tag}_n{n_events}_seed{seed}_{generator_version()}.h5"
     if not path.exists():
         t0 = time.perf_counter()
-        generate(process, n_events, seed, jobs=args.jobs, output=path, progress=not args.quiet)
+        generate(
+            process,
+            n_events,
+            seed,
+            jobs=args.jobs,
+            output=path,
+            progress=not args.quiet,
+            **options,
+        )
         seconds = time.perf_counter() - t0
         print(
-            f"generated {n_events} {process} in {seconds:.0f} s "
+            f"generated {n_events} {process}{tag} in {seconds:.0f} s "
             f"({1e3 * seconds / n_events:.2f} ms/event)"
         )
     return path
@@ -135,10 +154,19 @@ def split(table: EventTable, *counts: int) -> list[EventTable]:
     return [table.mask(slice(a, b)) for a, b in itertools.pairwise(edges)]
 
 
-def main(argv=None) -> int:
-    args = parse(argv)
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
+@dataclass
+class Samples:
+    """The three samples of the benchmark and the signal region (see the module docstring)."""
+
+    data: EventTable
+    supervised: EventTable
+    test: EventTable
+    region: SignalRegion
+    info: dict = field(default_factory=dict)
+
+
+def samples(args) -> Samples:
+    """Data, supervised and test samples from the cached (or given) event files."""
     t_start = time.perf_counter()
     qcd = passing_reco(
         Path(args.qcd_file)
@@ -171,6 +199,26 @@ def main(argv=None) -> int:
         f"test: {len(qcd_test)} QCD + {len(sig_test)} signal, {int(in_sr.sum())} in SR; "
         f"supervised signal: {len(sig_train)}"
     )
+    info = {
+        "data_qcd": len(qcd_data),
+        "data_signal": len(sig_injected),
+        "data_s_over_b_in_sr": s_over_b,
+        "test_qcd_in_sr": int((in_sr & (test.labels == 0)).sum()),
+        "test_signal_in_sr": int((in_sr & (test.labels == 1)).sum()),
+        "supervised_signal": len(sig_train),
+        "generation_seconds": generation_s,
+    }
+    return Samples(data, supervised, test, region, info)
+
+
+def main(argv=None) -> int:
+    args = parse(argv)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+    made = samples(args)
+    data, supervised, test, region = made.data, made.supervised, made.test, made.region
+    in_sr = region.inside(test.column("mjj"))
 
     rows = []
     for model, labels in RUNS:
@@ -234,14 +282,8 @@ def main(argv=None) -> int:
         "machine": f"{platform.machine()}, {args.threads} torch thread(s), "
         f"{'CUDA ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'CPU'}",
         "sizes": {k: getattr(args, k) for k in SIZES},
-        "data_qcd": len(qcd_data),
-        "data_signal": len(sig_injected),
-        "data_s_over_b_in_sr": s_over_b,
-        "test_qcd_in_sr": int((in_sr & (test.labels == 0)).sum()),
-        "test_signal_in_sr": int((in_sr & (test.labels == 1)).sum()),
-        "supervised_signal": len(sig_train),
+        **made.info,
         "min_background": args.min_background,
-        "generation_seconds": generation_s,
         "total_seconds": time.perf_counter() - t_start,
         "features": args.features or "default",
         "vae_all_over_supervised_max_sic": ratio,
@@ -286,14 +328,23 @@ def _fmt(value, digits=2):
 def markdown(result: dict) -> str:
     lines = [
         "| detector | labels | score | AUC | max SIC | ε_S @ ε_B=1e-2 | ε_S @ ε_B=1e-3 "
-        "| VAE recon / kl: max SIC | train examples | signal in train | train s | events/s |",
+        "| VAE recon / kl / total: max SIC | train examples | signal in train | train s "
+        "| events/s |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["rows"]:
         eps = r["eps_s_at_eps_b"]
         sic = "n/a" if r["max_sic"] is None else f"{r['max_sic']:.2f} ± {r['max_sic_error']:.2f}"
         frac = r["training_signal_fraction"]
-        other = f"{_fmt(r['recon_max_sic'])} / {_fmt(r['kl_max_sic'])}" if "kl_max_sic" in r else ""
+        # every VAE score, the detector's own one included (its metrics have no prefix)
+        other = (
+            " / ".join(
+                _fmt(r["max_sic"] if r["score"] == name else r[f"{name}_max_sic"])
+                for name in ("recon", "kl", "total")
+            )
+            if r["model"] == "vae"
+            else ""
+        )
         lines.append(
             f"| {r['model']} | {r['labels']} | {r['score']} | {r['auc']:.3f} | {sic} "
             f"| {_fmt(eps.get('1e-02'), 3)} | {_fmt(eps.get('1e-03'), 3)} "

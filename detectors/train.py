@@ -74,8 +74,11 @@ def _combine(per_jet: np.ndarray, how: str) -> np.ndarray:
 class Detector:
     """An anomaly detector (``model`` ae | vae) or a classifier (CWoLa, supervised).
 
-    ``score`` names the anomaly score used by default (``recon`` for an AE, ``total`` =
-    recon + KL for a VAE, ``logit`` for a classifier); ``combine`` (max | mean | min)
+    ``latent`` and ``hidden`` left at None take the model's
+    :data:`~detectors.models.DEFAULT_ARCHITECTURE` (AE and VAE: latent 1, one hidden
+    layer of 16; classifier: 64-64). ``score`` names the anomaly score used by default
+    (:data:`~detectors.models.DEFAULT_SCORE`: ``recon`` for AE and VAE, ``logit`` for a
+    classifier); ``combine`` (max | mean | min)
     turns the two jets' scores of a per-jet (tag-and-probe) detector into an event score.
     Classifiers train on class-balanced weights (each class sums to the same weight).
     ``threads`` sets torch's CPU threads while fitting and scoring (None: leave torch's
@@ -88,8 +91,8 @@ class Detector:
         self,
         model: str = "vae",
         *,
-        latent: int = 4,
-        hidden: Sequence[int] = (64, 64),
+        latent: int | None = None,
+        hidden: Sequence[int] | None = None,
         activation: str = "silu",
         beta: float = 1.0,
         score: str | None = None,
@@ -110,7 +113,7 @@ class Detector:
     ) -> None:
         self.model = model
         self.latent = latent
-        self.hidden = tuple(hidden)
+        self.hidden = None if hidden is None else tuple(hidden)
         self.activation = activation
         self.beta = beta
         self.score = score

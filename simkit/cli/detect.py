@@ -155,12 +155,18 @@ def _register_train(actions, common) -> None:
         help="tag-and-probe: how the two jets' scores make the event score",
     )
     g = p.add_argument_group("network")
-    g.add_argument("--latent", type=positive_int, default=4, help="latent size (ae, vae)")
+    g.add_argument(
+        "--latent",
+        type=positive_int,
+        default=None,
+        help="latent size (ae, vae; default: the model's, 1 for ae and vae)",
+    )
     g.add_argument(
         "--hidden",
         type=widths,
-        default=(64, 64),
-        help="hidden widths, e.g. 64,64 (the decoder mirrors the encoder)",
+        default=None,
+        help="hidden widths, e.g. 64,64 (the decoder mirrors the encoder; default: the "
+        "model's, 16 for ae and vae, 64,64 for a classifier)",
     )
     g.add_argument(
         "--activation", default="silu", choices=("silu", "relu", "gelu", "tanh", "leaky_relu")
@@ -174,7 +180,7 @@ def _register_train(actions, common) -> None:
     g.add_argument(
         "--score",
         default=None,
-        help="score used by default: ae recon; vae recon|kl|total (default total = "
+        help="score used by default: ae recon; vae recon|kl|total (default recon; total = "
         "recon + KL); classifier logit",
     )
     g = p.add_argument_group("training")
