@@ -158,7 +158,8 @@ def test_scan_with_one_template(files, tmp_path, capsys):
     out = tmp_path / "scan"
     code, stdout, err = run(
         capsys, "search", "--scan", "--data", files / "data.h5", "--template",
-        tmp_path / "ideal.h5", "--sim", tmp_path / "simgen.h5", "--no-gate", "-o", out,
+        tmp_path / "ideal.h5", "--sim", tmp_path / "simgen.h5", "--no-gate",
+        "--scan-min-count", 1000, "-o", out,
         *FAST[:-1],
     )  # fmt: skip
     assert code == 0, err
