@@ -247,8 +247,7 @@ def search_features(data: EventTable, template: EventTable, features=None) -> tu
             )
         return tuple(shared)
     features = tuple(features)
-    if SR_COLUMN in features:
-        pass  # allowed (CATHODE uses mjj); the template's mjj must then match the data's
+    # mjj may be a feature (CATHODE uses it); the template's mjj must then match the data's
     _check_columns(data, features, "data")
     _check_columns(template, features, "template")
     return features
