@@ -208,7 +208,7 @@ def scan(
                 data, template, window, config, seed=seed + 1000 * i, extra_signal=extra_signal
             )
         )
-    z = [w.primary.z_local for w in results]
+    z = [w.z_local for w in results]
     z_before = [w.z_local_before_cut for w in results]
     outcome = SearchResult(results, template_name, config)
     widths = [w.high - w.low for w in results]

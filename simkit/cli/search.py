@@ -157,7 +157,8 @@ def register(sub, common) -> None:
         "--primary",
         type=lambda s: _float_in(s, lambda v: 0.0 < v < 1.0, "strictly in (0, 1)"),
         default=search_defaults.primary_efficiency,
-        help="the cut whose Z is the window's z_local (one of --efficiencies)",
+        help="fix the cut whose Z is the window's z_local (one of --efficiencies); "
+        "default: the most significant cut, with the trials factor for the number of cuts",
     )
     p.add_argument(
         "--bin-width",

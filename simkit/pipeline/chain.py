@@ -1010,7 +1010,7 @@ def stage_search(ctx: RunContext) -> Stage:
             "n_windows": len(result.windows),
             "window": [best.low, best.high],
             "z_before": best.z_local_before_cut,
-            "z_after": best.primary.z_local,
+            "z_after": best.z_local,
             "efficiency": best.primary.efficiency,
             "observed": best.primary.observed,
             "expected": best.primary.expected,

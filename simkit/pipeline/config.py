@@ -512,10 +512,12 @@ SECTIONS: tuple[Section, ...] = (
                 "primary_efficiency",
                 float,
                 _SEARCH.primary_efficiency,
-                "the cut whose local Z is the search's (one of efficiencies; chosen "
-                "before looking)",
+                "the one cut whose local Z is a window's (one of efficiencies, chosen "
+                "before looking; absent: the most significant cut, with the trials "
+                "factor for the number of cuts)",
                 low=1e-9,
                 high=0.999,
+                optional=True,
             ),
             Key(
                 "features",
@@ -692,7 +694,10 @@ def _cross_check(cfg: dict, where: str) -> list[str]:
             "for a bump hunt"
         )
     search = cfg["search"]
-    if search["primary_efficiency"] not in search["efficiencies"]:
+    if (
+        search["primary_efficiency"] is not None
+        and search["primary_efficiency"] not in search["efficiencies"]
+    ):
         raise SimkitError(
             f"{where}: [search] primary_efficiency = {search['primary_efficiency']:g} must be "
             f"one of efficiencies {search['efficiencies']}"

@@ -106,7 +106,7 @@ def test_a_resonance_between_window_centres_is_found_where_it_is():
     result = scan(data, lambda window: template, near, FAST, seed=1)
     best = result.best
     assert best.low <= 3600 < best.high
-    assert best.primary.z_local > 3
+    assert best.z_local > 3
     assert result.scan["z_global"] > 2
     assert result.scan["n_windows"] == len(near)
 
@@ -126,7 +126,7 @@ def test_background_only_scan_has_unit_normal_local_z():
         )
         windows = scan_windows(data.column("mjj"), res, min_count=200)
         result = scan(data, lambda window, t=template: t, windows, FAST, seed=seed)
-        zs += [w.primary.z_local for w in result.windows]
+        zs += [w.z_local for w in result.windows]
         globals_.append(result.scan["z_global"])
     zs = np.array(zs)
     n = len(zs)
