@@ -117,6 +117,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--resummarize", action="store_true", help="recompute the summary of --output's rows"
     )
+    p.add_argument(
+        "--shard",
+        default="0/1",
+        help="K/N: run only every N-th pseudo-experiment from the K-th (0-based), so N "
+        "processes share a run; --merge joins their outputs",
+    )
+    p.add_argument(
+        "--merge", nargs="+", metavar="JSON", help="join the rows of these outputs into -o"
+    )
     p.add_argument("--quiet", action="store_true")
     return p
 
@@ -250,17 +259,19 @@ def record(result, seconds: float, mass: float | None) -> dict:
         "n_windows": len(result.windows),
         "seconds": seconds,
         "windows": [[w.low, w.high] for w in result.windows],
-        "z_local": [w.primary.z_local for w in result.windows],
+        "z_local": [w.z_local for w in result.windows],
         "z_local_before_cut": [w.z_local_before_cut for w in result.windows],
         "best": [best.low, best.high],
-        "best_z_local": best.primary.z_local,
+        "best_z_local": best.z_local,
+        "best_efficiency": best.chosen_efficiency,
         "best_z_before_cut": best.z_local_before_cut,
         "z_global": result.scan["z_global"],
         "z_global_before_cut": result.scan["z_global_before_cut"],
         "upcrossings": result.scan["upcrossings"],
         "best_contains_mass": None if mass is None else bool(best.low <= mass < best.high),
-        # diagnostics of how the best window is chosen (the primary 1 % cut's local Z)
+        # diagnostics of how the best window is chosen: each fixed cut's local Z
         "z_local_10pct": [w.cuts[0].z_local for w in result.windows],
+        "z_local_1pct": [w.cuts[1].z_local for w in result.windows],
         "observed": [w.primary.observed for w in result.windows],
         "cpu_seconds": None,
     }
@@ -519,12 +530,16 @@ def main(argv=None) -> int:
         "command": " ".join(["benchmarks/scan.py", *(argv or sys.argv[1:])]),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, 1 thread",
     }
-    if args.resummarize:
-        previous = json.loads(out.read_text())
-        rows, settings = previous["rows"], previous["settings"]
+    if args.resummarize or args.merge:
+        parts = [json.loads(Path(f).read_text()) for f in (args.merge or [out])]
+        previous = parts[0]
+        rows = [row for part in parts for row in part["rows"]]
+        settings = previous["settings"]
         header = {k: previous[k] for k in header}
+        if args.merge:
+            header["command"] = " + ".join(part["command"] for part in parts)
         args.masses, args.levels = settings["masses"], settings["levels"]
-        t_start -= previous["total_seconds"]
+        t_start -= max(part["total_seconds"] for part in parts)
 
     def save():
         summary = summarize(rows, args)
@@ -551,7 +566,7 @@ def main(argv=None) -> int:
     def windows_of(data: EventTable):
         return scan_windows(data.column("mjj"), RESOLUTION, width_factor=WIDTH_FACTOR)
 
-    if args.resummarize:
+    if args.resummarize or args.merge:
         save()
         log(markdown(summarize(rows, args)))
         return 0
@@ -575,7 +590,7 @@ def main(argv=None) -> int:
                         "n_windows": n,
                         "seconds": seconds,
                         "cpu_seconds": time.process_time() - cpu,
-                        "z_local": [w.primary.z_local for w in result.windows],
+                        "z_local": [w.z_local for w in result.windows],
                         "repeat": repeat,
                     }
                 )
@@ -596,6 +611,8 @@ def main(argv=None) -> int:
             plan += [("signal", i, mass, level) for mass in args.masses for level in args.levels]
         if i < args.null_experiments:
             plan.append(("null", i, None, None))
+    k, n_shards = (int(x) for x in args.shard.split("/"))
+    plan = plan[k::n_shards]
     for kind, i, mass, level in plan:
         if over_budget():
             log("budget reached: stopping")
