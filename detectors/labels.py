@@ -27,7 +27,6 @@ array([0, 2])
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -35,15 +34,15 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from simkit.errors import SimkitError
-from simkit.events import EventTable, in_window
+from simkit.events import EventTable
+from simkit.regions import SIGNAL_REGION, SR_COLUMN, SignalRegion, parse_range
+
+__all__ = ["SIGNAL_REGION", "SR_COLUMN", "SignalRegion", "parse_range"]  # re-exported
 
 STRATEGIES = ("all", "sideband", "tag-and-probe", "truth")
 JETS = ("j1", "j2")
 #: Per-jet substructure quantities of the dijet feature set (columns ``<q>_j1``, ``<q>_j2``).
 JET_QUANTITIES = ("m", "tau21", "tau32", "n")
-#: The column the signal region is a window of, and the LHC Olympics 2020 R&D window (GeV).
-SR_COLUMN = "mjj"
-SIGNAL_REGION = (3300.0, 3700.0)
 #: Default tag: a one-prong-like jet (τ21 > 0.5). A boosted X→qq or Y→qq is two-prong
 #: (low τ21), so a resonance event rarely has a tag. On the reference simulation (41k QCD
 #: and 5k W'(3500)→X(500)Y(100) passing events, Pythia chain) it keeps 82 % of the QCD
@@ -92,91 +91,6 @@ def jet_columns(quantities: Sequence[str], jet: str) -> tuple[str, ...]:
 
 
 # --------------------------------------------------------------------------- selections
-
-
-def parse_range(text: str, what: str) -> tuple[float, float]:
-    """``"3300:3700"`` → (3300, 3700); an empty side is unbounded (``":4500"``)."""
-    low, sep, high = str(text).partition(":")
-    if not sep:
-        raise SimkitError(f"{what} must be LOW:HIGH, got {text!r}")
-    try:
-        lo = float(low) if low.strip() else -math.inf
-        hi = float(high) if high.strip() else math.inf
-    except ValueError:
-        raise SimkitError(f"{what} must be LOW:HIGH with numbers, got {text!r}") from None
-    if math.isnan(lo) or math.isnan(hi) or not lo < hi:
-        raise SimkitError(f"{what} needs LOW < HIGH, got {text!r}")
-    return lo, hi
-
-
-@dataclass(frozen=True)
-class SignalRegion:
-    """A window ``low ≤ column < high`` and its sidebands, optionally bounded outside.
-
-    >>> sr = SignalRegion.parse("3300:3700", sidebands="2800:4500")
-    >>> sr.inside(np.array([3300.0, 3700.0])), sr.in_sidebands(np.array([2799.0, 4000.0]))
-    (array([ True, False]), array([False,  True]))
-    """
-
-    column: str = SR_COLUMN
-    low: float = SIGNAL_REGION[0]
-    high: float = SIGNAL_REGION[1]
-    sideband_low: float = -math.inf
-    sideband_high: float = math.inf
-
-    def __post_init__(self) -> None:
-        if not self.low < self.high:
-            raise SimkitError(f"signal region needs low < high, got {self.low}:{self.high}")
-        if not (self.sideband_low <= self.low and self.sideband_high >= self.high):
-            raise SimkitError(
-                f"sidebands {self.sideband_low}:{self.sideband_high} must enclose the signal "
-                f"region {self.low}:{self.high}"
-            )
-
-    @classmethod
-    def parse(
-        cls,
-        window: str,
-        sidebands: str | None = None,
-        column: str = SR_COLUMN,
-        what: str = "--signal-region",
-    ) -> SignalRegion:
-        low, high = parse_range(window, what)
-        if not (math.isfinite(low) and math.isfinite(high)):
-            raise SimkitError(f"{what} must be bounded on both sides, got {window!r}")
-        sb = parse_range(sidebands, "--sidebands") if sidebands else (-math.inf, math.inf)
-        return cls(column, low, high, *sb)
-
-    def inside(self, values: np.ndarray) -> np.ndarray:
-        return in_window(values, self.low, self.high)
-
-    def in_sidebands(self, values: np.ndarray) -> np.ndarray:
-        lower = (values >= self.sideband_low) & (values < self.low)
-        upper = (values >= self.high) & (values < self.sideband_high)
-        return lower | upper
-
-    def to_dict(self) -> dict:
-        def finite(v):
-            return v if math.isfinite(v) else None
-
-        return {
-            "column": self.column,
-            "low": self.low,
-            "high": self.high,
-            "sideband_low": finite(self.sideband_low),
-            "sideband_high": finite(self.sideband_high),
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict) -> SignalRegion:
-        lo, hi = data.get("sideband_low"), data.get("sideband_high")
-        return cls(
-            data["column"],
-            float(data["low"]),
-            float(data["high"]),
-            -math.inf if lo is None else float(lo),
-            math.inf if hi is None else float(hi),
-        )
 
 
 _OPERATORS = {">": np.greater, ">=": np.greater_equal, "<": np.less, "<=": np.less_equal}

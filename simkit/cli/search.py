@@ -255,7 +255,7 @@ def _require(args, *names) -> None:
 
 
 def run_template(args) -> int:
-    from detectors.labels import SignalRegion
+    from simkit.regions import SignalRegion
     from detectors.templates import build_template
     from simkit.events import Sample
     from simkit.io import make_provenance, read_sample, read_weights, write_sample
@@ -395,7 +395,7 @@ def _scan(args, config):
 
 
 def run_search(args) -> int:
-    from detectors.labels import SignalRegion
+    from simkit.regions import SignalRegion
     from detectors.search import SearchConfig, search
     from detectors.template import TemplateClassifierConfig
     from simkit.io import read_sample

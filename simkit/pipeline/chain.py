@@ -389,43 +389,35 @@ def stage_surrogate(ctx: RunContext, kind: str) -> Stage:
 # --------------------------------------------------------------------------- 4. unfold
 
 
-def _unfold_argv(ctx: RunContext, folder: Path, seed: int) -> list:
+def unfold_config(ctx: RunContext, seed: int):
+    """The ``unfold`` stage's task config, from ``[unfold]`` and ``[compare]``."""
+    from simkit.tasks.unfold import UnfoldConfig
+
     unf, gate = ctx.config["unfold"], ctx.config["compare"]
-    argv = ["unfold", "--sim", ctx.path("sim", "sim.h5"), "--data", ctx.path("data", "data.h5")]
-    if unf["columns"]:
-        argv += ["--columns", *unf["columns"]]
-    argv += ["--iterations", unf["iterations"], "--failed-reco", unf["failed_reco"]]
-    argv += ["--tolerance", unf["tolerance"], "--push-tolerance", unf["push_tolerance"]]
-    argv += ["--ensemble", unf["ensemble"], "--epochs", unf["epochs"]]
-    argv += ["--batch-size", unf["batch_size"], "--seed", seed, "--device", ctx.device]
-    argv += _gate_args(gate)
-    argv += ["--bins", gate["bins"], *_blind_args(ctx), "-o", folder, *ctx.quiet_flag()]
-    return argv
-
-
-def _gate_args(gate: Mapping) -> list:
-    """The validation gate's settings (``[compare]``) as ``compare``/``unfold`` flags."""
-    return [
-        "--alpha",
-        gate["alpha"],
-        "--auc-tolerance",
-        gate["auc_tolerance"],
-        "--chi2-tolerance",
-        gate["chi2_tolerance"],
-    ]
+    keys = ("iterations", "failed_reco", "tolerance", "push_tolerance", "ensemble", "epochs")
+    return UnfoldConfig(
+        columns=unf["columns"] or None,
+        **{k: unf[k] for k in (*keys, "batch_size")},
+        **{k: gate[k] for k in ("alpha", "auc_tolerance", "chi2_tolerance", "bins")},
+        **_blind(ctx),
+        seed=seed,
+        device=ctx.device,
+        progress=not ctx.quiet,
+    )
 
 
 def _blind_args(ctx: RunContext) -> list:
     """``--blind`` of the signal region when ``[unfold] blind``: OmniFold's step 1 and
     every comparison with the data look only outside it."""
+    blind = _blind(ctx)
+    return [] if not blind else ["--blind", blind["blind"], "--blind-column", SR_COLUMN]
+
+
+def _blind(ctx: RunContext) -> dict:
+    """The task options that blind the signal region (``[unfold] blind``), or none."""
     if not ctx.config["unfold"]["blind"]:
-        return []
-    return [
-        "--blind",
-        _region_arg(ctx.config["detect"]["signal_region"]),
-        "--blind-column",
-        SR_COLUMN,
-    ]
+        return {}
+    return {"blind": _region_arg(ctx.config["detect"]["signal_region"]), "blind_column": SR_COLUMN}
 
 
 def stage_unfold(ctx: RunContext) -> Stage:
@@ -438,10 +430,18 @@ def stage_unfold(ctx: RunContext) -> Stage:
     }
 
     def action(folder: Path) -> dict:
-        import json
+        from simkit.tasks.base import command_line
+        from simkit.tasks.unfold import UnfoldInputs
+        from simkit.tasks.unfold import run as unfold
 
-        command = simkit_command(_unfold_argv(ctx, folder, seed))
-        metrics = json.loads((folder / "metrics.json").read_text())
+        config = unfold_config(ctx, seed)
+        inputs = UnfoldInputs(
+            sim=str(ctx.path("sim", "sim.h5")), data=str(ctx.path("data", "data.h5"))
+        )
+        result = unfold(config, inputs, folder, log=None if ctx.quiet else ctx.log)
+        print(result.gate_line(), flush=True)  # as `simkit unfold` does, even quiet
+        metrics = result.metrics
+        command = command_line("unfold", inputs, config, output=folder)
         keep = ("before_auc", "before_max_chi2_ndf", "before_min_p_value", "before_validated")
         keep += ("after_auc", "after_max_chi2_ndf", "after_min_p_value", "after_validated")
         keep += ("iterations", "converged", "ess_final", "seconds_unfold")
@@ -625,26 +625,34 @@ def stage_compare(ctx: RunContext) -> Stage:
     inputs = [data, ctx.path("sim", "sim.h5"), *candidates, ctx.path("unfold", "weights.h5")]
 
     def action(folder: Path) -> dict:
-        import json
+        from simkit.tasks.base import command_line
+        from simkit.tasks.compare import CompareConfig, CompareInputs
+        from simkit.tasks.compare import run as compare
 
         summary: dict = {"comparisons": {}, "commands": []}
         for item in todo:
             out = folder / item.name
-            argv = ["compare", "--reference", item.reference or data]
-            if item.reference_weights:
-                argv += ["--reference-weights", item.reference_weights]
-            argv += ["--candidate", item.candidate]
-            if item.weights:
-                argv += ["--candidate-weights", item.weights]
-            if item.columns:
-                argv += ["--columns", *item.columns]
-            argv += _gate_args(gate)
-            argv += ["--bins", gate["bins"], "--bootstrap", gate["bootstrap"]]
-            if item.reference is None:  # against the data
-                argv += _blind_args(ctx)
-            argv += ["--seed", seed, "--device", ctx.device, "-o", out, *ctx.quiet_flag()]
-            summary["commands"].append(simkit_command(argv))
-            metrics = json.loads((out / "metrics.json").read_text())
+            config = CompareConfig(
+                columns=item.columns,
+                **{k: gate[k] for k in ("alpha", "auc_tolerance", "chi2_tolerance", "bins")},
+                bootstrap=gate["bootstrap"],
+                **(_blind(ctx) if item.reference is None else {}),  # against the data
+                seed=seed,
+                device=ctx.device,
+                progress=not ctx.quiet,
+            )
+            inputs = CompareInputs(
+                reference=str(item.reference or data),
+                candidate=str(item.candidate),
+                reference_weights=item.reference_weights,
+                candidate_weights=item.weights,
+            )
+            metrics = compare(config, inputs, out).metrics
+            if not ctx.quiet:
+                ctx.log(
+                    f"  {item.name}: {(metrics['validated'] and 'validated') or 'not validated'}"
+                )
+            summary["commands"].append(command_line("compare", inputs, config, output=out))
             summary["comparisons"][item.name] = {
                 "title": item.title,
                 "reference": item.reference_title,
@@ -767,9 +775,9 @@ def evaluate_detector(ctx: RunContext, detector_dir: Path, out: Path) -> dict:
     the data's mjj spectrum after it.
     """
     from detectors.evaluate import evaluate, save_bump_hunt
-    from detectors.labels import SignalRegion
     from simkit.cli.detect import _choose_score, _read_scored
     from simkit.io import inspect, write_json
+    from simkit.regions import SignalRegion
 
     ev, det = ctx.config["evaluate"], ctx.config["detect"]
     data_path, signal_path = detector_dir / "scores_data.h5", detector_dir / "scores_signal.h5"
@@ -914,12 +922,12 @@ def stage_search(ctx: RunContext) -> Stage:
     }[kind]
 
     def action(folder: Path) -> dict:
-        from detectors.labels import SignalRegion
         from detectors.search import SearchConfig, search
         from detectors.template import TemplateClassifierConfig
         from detectors.templates import build_template
         from simkit.events import Sample
         from simkit.io import make_provenance, read_sample, read_weights, write_sample
+        from simkit.regions import SignalRegion
 
         seed = settings["seed"]
         region = SignalRegion(SR_COLUMN, *settings["signal_region"])
