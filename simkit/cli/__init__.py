@@ -16,15 +16,17 @@ import traceback
 
 from simkit.errors import SimkitError
 
-#: Subcommand modules, in the order data flows through them.
+#: Subcommand modules, in the order data flows (module ``importer`` is ``simkit import``).
 COMMANDS = (
     "generate",
+    "importer",
     "info",
     "surrogate",
     "unfold",
     "compare",
     "detect",
     "search",
+    "export",
     "run",
     "demo",
 )
