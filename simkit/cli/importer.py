@@ -47,7 +47,8 @@ def _lhco_parser(sources, common) -> None:
         type=non_negative_float,
         default=defaults.min_pt,
         metavar="GEV",
-        help="leading-jet pT of the pass flag",
+        help="leading-jet pT of the pass flag (default: the reference simulation's, "
+        "the R&D trigger's 1.2 TeV)",
     )
     p.add_argument(
         "--chunk-size",

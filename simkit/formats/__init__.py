@@ -28,31 +28,21 @@ from pathlib import Path
 
 from simkit.errors import SimkitError
 
-#: pip extras that install each optional library.
-EXTRAS = {
-    "pandas": "lhco",
-    "tables": "lhco",
-    "uproot": "root",
-    "pyarrow": "root",
-    "awkward": "root",
-}
-
 
 class MissingDependencyError(SimkitError):
     """An optional library is not installed; the message says how to install it."""
 
 
-def require(module: str, purpose: str):
+def require(module: str, purpose: str, extra: str):
     """Import an optional library, or fail with one line naming the extra that installs it.
 
-    >>> require("numpy", "tests").__name__
+    >>> require("numpy", "the tests", "dev").__name__
     'numpy'
     """
     try:
         return importlib.import_module(module)
     except ImportError:
-        extra = EXTRAS.get(module)
-        hint = f"pip install 'simkit[{extra}]'" if extra else f"pip install {module}"
+        hint = f"pip install 'simkit[{extra}]'"
         raise MissingDependencyError(
             f"{purpose} needs the optional package {module!r}, which is not installed: {hint}"
         ) from None

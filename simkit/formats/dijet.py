@@ -24,19 +24,27 @@ from dataclasses import dataclass
 import numpy as np
 import vector
 
-from simkit.generators.jets import COLUMNS, MIN_LEADING_PT, UNITS, ratio
+from simkit.formats import require
 
-_WITHOUT_COUNTS = tuple(c for c in COLUMNS if not c.startswith("n_j"))
+
+def reference():
+    """:mod:`simkit.generators.jets`, imported on first use (it needs awkward, an extra)."""
+    require("awkward", "the jet features", "lhco")
+    from simkit.generators import jets
+
+    return jets
 
 
 def columns(with_constituents: bool) -> tuple[str, ...]:
     """The reference columns, without ``n_j1``/``n_j2`` when the source has no counts."""
-    return COLUMNS if with_constituents else _WITHOUT_COUNTS
+    every = reference().COLUMNS
+    return every if with_constituents else tuple(c for c in every if not c.startswith("n_j"))
 
 
 def units(with_constituents: bool) -> tuple[str, ...]:
     """Units of :func:`columns` (GeV for momenta and masses)."""
-    return tuple(UNITS[COLUMNS.index(c)] for c in columns(with_constituents))
+    jets = reference()
+    return tuple(jets.UNITS[jets.COLUMNS.index(c)] for c in columns(with_constituents))
 
 
 @dataclass(frozen=True, eq=False)
@@ -79,13 +87,14 @@ class TwoJets:
         )
 
 
-def dijet_columns(
-    jets: TwoJets, *, min_pt: float = MIN_LEADING_PT
-) -> tuple[np.ndarray, np.ndarray]:
+def dijet_columns(jets: TwoJets, *, min_pt: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The :func:`columns` of each event (float32) and its pass flag.
 
-    Passing: both jets present and the leading one with pT > ``min_pt``.
+    Passing: both jets present and the leading one with pT > ``min_pt`` (None: the
+    reference simulation's threshold, ``simkit.generators.jets.MIN_LEADING_PT``).
     """
+    ratio = reference().ratio
+    min_pt = reference().MIN_LEADING_PT if min_pt is None else min_pt
     pt = np.asarray(jets.pt, np.float64)
     n = pt.shape[0]
     present = np.ones(n, bool) if jets.present is None else np.asarray(jets.present, bool)

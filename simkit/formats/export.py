@@ -169,7 +169,7 @@ def _chunks(path: Path, info, chunk_size: int) -> Iterator[dict[str, np.ndarray]
 
 
 def _write_root(tmp: Path, config: ExportConfig, dtypes, metadata, chunks) -> None:
-    uproot = require("uproot", "exporting to ROOT")
+    uproot = require("uproot", "exporting to ROOT", "root")
     with uproot.recreate(tmp) as handle:
         tree = handle.mktree(config.tree, dict(dtypes), title="simkit-events")
         for chunk in chunks:
@@ -178,8 +178,8 @@ def _write_root(tmp: Path, config: ExportConfig, dtypes, metadata, chunks) -> No
 
 
 def _write_parquet(tmp: Path, dtypes, metadata, chunks) -> None:
-    pa = require("pyarrow", "exporting to Parquet")
-    pq = require("pyarrow.parquet", "exporting to Parquet")
+    pa = require("pyarrow", "exporting to Parquet", "root")
+    pq = require("pyarrow.parquet", "exporting to Parquet", "root")
     schema = pa.schema(
         [pa.field(b, pa.from_numpy_dtype(d)) for b, d in dtypes.items()],
         metadata={"simkit": json.dumps(metadata, sort_keys=True)},
@@ -198,9 +198,9 @@ def export(
 
     config = config or ExportConfig()
     if config.format == "root":
-        require("uproot", "exporting to ROOT")
+        require("uproot", "exporting to ROOT", "root")
     else:
-        require("pyarrow", "exporting to Parquet")
+        require("pyarrow", "exporting to Parquet", "root")
     t0 = time.perf_counter()
     path = Path(path)
     info = inspect(path)
@@ -224,6 +224,6 @@ def export(
 
 def read_parquet_metadata(path: str | os.PathLike) -> Mapping:
     """The ``simkit`` metadata of an exported Parquet file."""
-    pq = require("pyarrow.parquet", "reading Parquet")
+    pq = require("pyarrow.parquet", "reading Parquet", "root")
     schema = pq.read_schema(path)
     return json.loads((schema.metadata or {})[b"simkit"])

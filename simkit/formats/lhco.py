@@ -34,7 +34,6 @@ from simkit.errors import FileFormatError, SimkitError
 from simkit.events import EventTable, Sample
 from simkit.formats import ImportResult, require, source_record
 from simkit.formats import dijet as D
-from simkit.generators.jets import JET_RADIUS, MIN_LEADING_PT
 
 #: Columns of the LHC Olympics high-level feature file (jets ordered by pT there).
 FEATURE_COLUMNS = tuple(
@@ -60,8 +59,9 @@ EXPECTED = (
 class LHCOConfig:
     """Settings of an LHC Olympics import (each default declared once, here)."""
 
-    #: leading-jet pT threshold of the pass flag (GeV); the R&D trigger
-    min_pt: float = MIN_LEADING_PT
+    #: leading-jet pT threshold of the pass flag (GeV); None: the reference simulation's,
+    #: which is the R&D trigger's 1.2 TeV
+    min_pt: float | None = None
     #: rows read, clustered and written at a time (a raw row is 2101 float64: 17 kB)
     chunk_size: int = 10_000
     #: import only the first this many events (None: all)
@@ -74,7 +74,7 @@ class LHCOConfig:
             raise SimkitError(f"chunk size must be at least 1, got {self.chunk_size}")
         if self.max_events is not None and self.max_events < 1:
             raise SimkitError(f"max_events must be at least 1, got {self.max_events}")
-        if not np.isfinite(self.min_pt) or self.min_pt < 0:
+        if self.min_pt is not None and not (0 <= self.min_pt < np.inf):
             raise SimkitError(f"min_pt must be a finite number ≥ 0, got {self.min_pt}")
 
 
@@ -117,8 +117,8 @@ def _check_hdf5(path: Path) -> None:
 
 @contextlib.contextmanager
 def _store(path: Path):
-    pd = require("pandas", "reading LHC Olympics files")
-    require("tables", "reading LHC Olympics files")
+    pd = require("pandas", "reading LHC Olympics files", "lhco")
+    require("tables", "reading LHC Olympics files", "lhco")
     _check_hdf5(path)
     try:
         store = pd.HDFStore(path, mode="r")
@@ -199,7 +199,7 @@ def _check_finite(values: np.ndarray, names, path: Path, start: int) -> None:
         )
 
 
-def features_table(frame, *, min_pt: float = MIN_LEADING_PT) -> EventTable:
+def features_table(frame, *, min_pt: float | None = None) -> EventTable:
     """The reference columns (without ``n_j``) from a feature-file DataFrame chunk."""
     jets = {
         q: frame[[f"{q}j1", f"{q}j2"]].to_numpy(np.float64)
@@ -247,11 +247,13 @@ def hadrons(values: np.ndarray):
     )
 
 
-def raw_table(values: np.ndarray, *, min_pt: float = MIN_LEADING_PT) -> EventTable:
-    """The reference columns (with ``n_j``) of raw-layout rows, clustered with FastJet."""
-    from simkit.generators import jets
-
-    clustered = jets.cluster(hadrons(values), radius=JET_RADIUS)
+def raw_table(values: np.ndarray, *, min_pt: float | None = None) -> EventTable:
+    """The reference columns (with ``n_j``) of raw-layout rows, clustered with FastJet
+    (anti-kT, R = 1.0)."""
+    jets = D.reference()
+    require("fastjet", "clustering the raw LHC Olympics hadrons", "lhco")
+    clustered = jets.cluster(hadrons(values), radius=jets.JET_RADIUS)
+    min_pt = jets.MIN_LEADING_PT if min_pt is None else min_pt
     features, passed = jets.dijet_features(clustered, min_pt=min_pt)
     return EventTable(
         features=features,
@@ -330,10 +332,13 @@ def import_lhco(
             "key": layout.key,
             **asdict(config),
         }
+        settings["min_pt"] = (
+            D.reference().MIN_LEADING_PT if config.min_pt is None else config.min_pt
+        )
         if layout.kind == "raw":
             settings["clustering"] = (
-                f"anti-kT R={JET_RADIUS} (FastJet), massless hadrons; N-subjettiness beta=1, "
-                "WTA kT axes (simkit.generators.jets)"
+                f"anti-kT R={D.reference().JET_RADIUS} (FastJet), massless hadrons; "
+                "N-subjettiness beta=1, WTA kT axes (simkit.generators.jets)"
             )
         del settings["progress"]
         n_passed = 0

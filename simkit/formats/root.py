@@ -62,7 +62,6 @@ from simkit.errors import FileFormatError, SimkitError
 from simkit.events import EventTable, Sample
 from simkit.formats import ImportResult, expand_paths, require, source_record
 from simkit.formats import dijet as D
-from simkit.generators.jets import MIN_LEADING_PT
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -86,7 +85,8 @@ class DijetMapping:
 
     fields: dict[str, str]
     n_constituents: str | None = None
-    min_pt: float = MIN_LEADING_PT
+    #: leading-jet pT of the pass flag (GeV); None: the reference simulation's
+    min_pt: float | None = None
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -162,8 +162,10 @@ def _level(name: str, where: str, table: Mapping) -> LevelMapping:
         missing = [k for k in DIJET_FIELDS if k not in spec]
         if missing:
             raise SimkitError(f"{where}.dijet: needs {', '.join(missing)}")
-        min_pt = spec.get("min_pt", MIN_LEADING_PT)
-        if isinstance(min_pt, bool) or not isinstance(min_pt, (int, float)) or min_pt < 0:
+        min_pt = spec.get("min_pt")
+        if min_pt is not None and (
+            isinstance(min_pt, bool) or not isinstance(min_pt, (int, float)) or min_pt < 0
+        ):
             raise SimkitError(f"{where}.dijet.min_pt must be a number ≥ 0, got {min_pt!r}")
         dijet = DijetMapping(
             fields={k: _need_str(f"{where}.dijet.{k}", spec[k]) for k in DIJET_FIELDS},
@@ -172,7 +174,7 @@ def _level(name: str, where: str, table: Mapping) -> LevelMapping:
                 if "n_constituents" in spec
                 else None
             ),
-            min_pt=float(min_pt),
+            min_pt=None if min_pt is None else float(min_pt),
         )
     columns = {
         str(k): _need_str(f"{where}.columns.{k}", v)
@@ -284,8 +286,8 @@ def simkit_mapping(metadata: Mapping, name: str = "simkit") -> RootMapping:
 
 def _language():
     """uproot's Python expression language with the reductions of the module docstring."""
-    ak = require("awkward", "importing ROOT files")
-    uproot = require("uproot", "importing ROOT files")
+    ak = require("awkward", "importing ROOT files", "root")
+    uproot = require("uproot", "importing ROOT files", "root")
 
     def nth(values, index):
         index = int(index)
@@ -359,7 +361,7 @@ def dimension_aliases(keys) -> dict[str, str]:
 
 
 def _open_tree(path: Path, tree: str):
-    uproot = require("uproot", "importing ROOT files")
+    uproot = require("uproot", "importing ROOT files", "root")
     try:
         handle = uproot.open(path)
     except Exception as exc:
@@ -558,7 +560,7 @@ def read_metadata(path: Path) -> dict | None:
     """The ``simkit_metadata`` that ``simkit export`` leaves in a ROOT file, or None."""
     from simkit.formats.export import METADATA
 
-    uproot = require("uproot", "importing ROOT files")
+    uproot = require("uproot", "importing ROOT files", "root")
     try:
         with uproot.open(path) as handle:
             if METADATA not in handle:
@@ -586,7 +588,7 @@ def _resolve(mapping: RootMapping | str | os.PathLike, first: Path) -> RootMappi
 
 def iter_root(paths, mapping: RootMapping, config: RootConfig) -> Iterator[tuple[Sample, int]]:
     """Samples chunk by chunk from ROOT files (with the entries each chunk read)."""
-    ak = require("awkward", "importing ROOT files")
+    ak = require("awkward", "importing ROOT files", "root")
     tree_name = config.tree or mapping.tree
     if tree_name is None:
         raise SimkitError(f"{mapping.name}: names no tree: give --tree")
@@ -665,8 +667,8 @@ def import_root(
     if weight is not None:
         resolved = resolved.replace(weight=None if weight in ("", "none") else weight)
     tree_name = config.tree or resolved.tree
-    uproot = require("uproot", "importing ROOT files")
-    require("awkward", "importing ROOT files")
+    uproot = require("uproot", "importing ROOT files", "root")
+    require("awkward", "importing ROOT files", "root")
     total = 0
     for path in paths:
         handle, tree = _open_tree(path, tree_name or "?")
