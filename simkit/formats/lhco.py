@@ -354,7 +354,7 @@ def import_lhco(
                 unit="ev",
                 unit_scale=True,
                 desc=f"lhco {layout.kind}",
-                disable=not config.progress,
+                disable=None if config.progress else True,  # None: no bar off a terminal
             ) as bar,
         ):
             for chunk in _chunks(store, layout, path, config):

@@ -688,7 +688,11 @@ def import_root(
             scores=tuple(resolved.scores),
         ) as out,
         tqdm(
-            total=total, unit="entry", unit_scale=True, desc="root", disable=not config.progress
+            total=total,
+            unit="entry",
+            unit_scale=True,
+            desc="root",
+            disable=None if config.progress else True,  # None: no bar off a terminal
         ) as bar,
     ):
         for sample, entries in iter_root(paths, resolved, config):
