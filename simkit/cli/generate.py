@@ -12,6 +12,7 @@ import time
 import numpy as np
 
 from simkit.cli import add_output, add_seed, positive_float, positive_int, say, subparser
+from simkit.cli.sharding import add_sharding
 
 
 def register(sub, common) -> None:
@@ -109,7 +110,8 @@ def _pythia_parsers(processes, common) -> None:
         "detector → anti-kT R=1.0 jets (FastJet) → 16 LHC-Olympics-style features at\n"
         "generator (gen) and detector (reco) level; an event passes a level with two jets\n"
         "and a leading jet above --min-pt. The same --seed and --events (and --shard-size)\n"
-        "give the same file whatever --jobs is.\n\ntunes:\n" + tunes
+        "give the same file whatever runs the shards (--jobs, --scheduler); an interrupted\n"
+        "run continues with --resume.\n\ntunes:\n" + tunes
     )
     for name in PROCESSES:
         process = PROCESSES[name]
@@ -170,15 +172,13 @@ def _pythia_parsers(processes, common) -> None:
             "LHC Olympics)",
         )
         p.add_argument(
-            "--jobs", type=positive_int, default=1, help="worker processes (one per core)"
-        )
-        p.add_argument(
             "--shard-size",
             type=positive_int,
             default=SHARD_SIZE,
             help="events per shard; with --seed it fixes the events (change it and the "
             "events change)",
         )
+        add_sharding(p)
         add_output(p, "output event file (.h5)")
         p.set_defaults(func=run_pythia)
 
@@ -205,6 +205,9 @@ def run_pythia(args: argparse.Namespace) -> int:
         jer=getattr(args, "jer", None),
         min_pt=getattr(args, "min_pt", None),
         shard_size=args.shard_size,
+        scheduler=args.scheduler,
+        resume=args.resume,
+        keep_shards=args.keep_shards,
         **options,
     )
     seconds = time.perf_counter() - t0

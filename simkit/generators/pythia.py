@@ -12,8 +12,9 @@ the LHC Olympics 2020 R&D set) and with hadronization:
 
 Events are generated in *shards* of a fixed size; shard *i* seeds Pythia and the detector
 from ``(seed, process, tune, i)`` only, so the same seed and event count give the same
-events whatever the number of worker processes. Shards stream into the output file in
-shard order as they finish, so memory stays bounded whatever the number of events.
+events whatever runs the shards: this process, local worker processes, or a Dask
+cluster. Each shard is an event file of its own, merged in shard order at the end
+(:mod:`simkit.shards`), so memory stays bounded and an interrupted run resumes.
 
 >>> sample = generate("qcd-dijet", 50, seed=1)  # doctest: +SKIP
 >>> sample.reco.passing().column("mjj")  # doctest: +SKIP
@@ -22,12 +23,10 @@ shard order as they finish, so memory stays bounded whatever the number of event
 from __future__ import annotations
 
 import collections
-import contextlib
+import itertools
 import math
-import multiprocessing
-import signal
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -340,64 +339,51 @@ def simulate_shard(run: Run, index: int, n_events: int) -> Shard:
     )
 
 
-def _shard_task(task: tuple[Run, int, int]) -> Shard:
-    return simulate_shard(*task)
+@dataclass(frozen=True)
+class ShardTask:
+    """Simulate shard ``index`` and write it as an event file (picklable, for workers).
 
-
-def _ignore_interrupt() -> None:
-    # Ctrl-C reaches the whole process group: the parent alone handles it (terminating
-    # the workers), so that the user sees one line instead of one traceback per worker
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def _start_method() -> str:
-    # Pythia and torch are not fork-safe once threads exist: start workers from a clean
-    # fork server (POSIX) or by spawning
-    methods = multiprocessing.get_all_start_methods()
-    return "forkserver" if "forkserver" in methods else "spawn"
-
-
-@contextlib.contextmanager
-def shard_results(run: Run, sizes: Sequence[int], jobs: int) -> Iterator[Iterator[Shard]]:
-    """Shards in shard order, simulated by ``jobs`` worker processes (in-process for 1).
-
-    At most ``2 × jobs`` shards are in flight or waiting to be consumed, so memory stays
-    bounded; leaving the ``with`` block early (an error, Ctrl-C) terminates the workers.
+    The file's provenance holds the shard's cross-section estimate and timings; the
+    merged file's cross-section is averaged from them.
     """
-    if jobs <= 1 or len(sizes) <= 1:
-        yield (simulate_shard(run, i, n) for i, n in enumerate(sizes))
-        return
-    context = multiprocessing.get_context(_start_method())
-    if context.get_start_method() == "forkserver":
-        # workers fork from a server that has imported the chain once (not per worker)
-        context.set_forkserver_preload(
-            ["pythia8mc", "simkit.generators.jets", "simkit.generators.pythia"]
-        )
-    pool = context.Pool(processes=min(jobs, len(sizes)), initializer=_ignore_interrupt)
 
-    def ordered() -> Iterator[Shard]:
-        tasks = iter(enumerate(sizes))
-        pending: collections.deque = collections.deque()
+    run: Run
+    sizes: tuple[int, ...]
 
-        def submit() -> None:
-            task = next(tasks, None)
-            if task is not None:
-                pending.append(pool.apply_async(_shard_task, ((run, *task),)))
+    def __call__(self, index: int, path: Path) -> None:
+        from simkit.generators import jets
+        from simkit.io import SampleWriter
 
-        for _ in range(2 * jobs):
-            submit()
-        while pending:
-            shard = pending.popleft().get()
-            submit()
-            yield shard
+        shard = simulate_shard(self.run, index, self.sizes[index])
+        label = PROCESSES[self.run.process].label
+        provenance = {
+            "shard": index,
+            "events": len(shard),
+            "sigma_mb": shard.sigma_mb,
+            "sigma_error_mb": shard.sigma_error_mb,
+            "seconds": shard.seconds,
+        }
+        with SampleWriter(
+            path,
+            levels={"gen": jets.COLUMNS, "reco": jets.COLUMNS},
+            units={"gen": jets.UNITS, "reco": jets.UNITS},
+            labels=True,
+            provenance=provenance,
+        ) as writer:
+            writer.append(Sample(**_tables(shard, label)))
 
-    try:
-        yield ordered()
-        pool.close()
-        pool.join()
-    finally:
-        pool.terminate()
-        pool.join()
+
+def cross_section(shards: Sequence[dict]) -> dict[str, float]:
+    """The run's cross-section (pb) and its error, event-weighted over the shards'
+    Pythia estimates (``sigma_mb``, ``sigma_error_mb``, ``events`` of each)."""
+    n = np.array([s["events"] for s in shards], dtype=np.float64)
+    sigma = np.array([s["sigma_mb"] for s in shards])
+    error = np.array([s["sigma_error_mb"] for s in shards])
+    mb_to_pb = 1e9
+    return {
+        "cross_section_pb": float(np.sum(n * sigma) / n.sum() * mb_to_pb),
+        "cross_section_error_pb": float(np.sqrt(np.sum((n * error) ** 2)) / n.sum() * mb_to_pb),
+    }
 
 
 # --------------------------------------------------------------------------- the API
@@ -439,6 +425,9 @@ def generate(
     jer: float | None = None,
     min_pt: float | None = None,
     shard_size: int = SHARD_SIZE,
+    scheduler=None,
+    resume: bool = False,
+    keep_shards: bool = False,
     **process_options,
 ) -> Sample | Path:
     """Simulate ``n_events`` events of ``process`` at generator and detector level.
@@ -449,14 +438,21 @@ def generate(
     fields of ``detector`` (default :class:`Detector`); ``process_options`` are the
     process's (``pthat_min``, ``mpi`` for qcd-dijet; ``mwprime``, ``mx``, ``my``, ``mpi``
     for wprime-xy); ``min_pt`` is the leading-jet pT threshold of the selection (default
-    1200 GeV). The same ``seed``, ``n_events`` and ``shard_size`` give the same events
-    whatever ``jobs`` is.
+    1200 GeV).
+
+    Shards (``shard_size`` events each) run in this process, in ``jobs`` worker
+    processes, or on a Dask ``scheduler`` (``"local:N"``, ``"tcp://HOST:PORT"``, a
+    ``distributed.Client`` or cluster; see :mod:`simkit.shards`). Each is written as an
+    event file into ``OUTPUT.shards/`` and merged at the end, so the same ``seed``,
+    ``n_events`` and ``shard_size`` give the same bytes whatever ran them, and
+    ``resume=True`` after an interruption runs only the shards not yet written.
     """
-    from tqdm.auto import tqdm
+    import tempfile
 
     from simkit.generators import jets
     from simkit.generators.detector import Detector
-    from simkit.io import SampleWriter, make_provenance
+    from simkit.io import make_provenance, read_sample
+    from simkit.shards import ShardPlan, events_name, run_shards
 
     min_pt = jets.MIN_LEADING_PT if min_pt is None else min_pt
 
@@ -474,7 +470,7 @@ def generate(
         detector = replace(detector, **knobs)
     options = _check_options(process, process_options)
     run = Run(process, tune, seed, tuple(settings), detector, float(min_pt))
-    sizes = shard_sizes(n_events, shard_size)
+    sizes = tuple(shard_sizes(n_events, shard_size))
     label = PROCESSES[process].label
     provenance = make_provenance(
         "simkit.generators.pythia",
@@ -499,47 +495,28 @@ def generate(
         },
         min_pt=float(min_pt),
     )
-    sigma = []  # (events, cross-section, error) of each shard
-    writer = None
-    if output is not None:
-        writer = SampleWriter(
-            output,
-            levels={"gen": jets.COLUMNS, "reco": jets.COLUMNS},
-            units={"gen": jets.UNITS, "reco": jets.UNITS},
-            labels=True,
-            provenance=provenance,
-        )
-    parts: list[Sample] = []
-    bar = tqdm(total=n_events, unit="ev", unit_scale=True, desc=process, disable=not progress)
-    try:
-        with shard_results(run, sizes, jobs) as shards:
-            for shard in shards:
-                sample = Sample(**_tables(shard, label))
-                if writer is not None:
-                    writer.append(sample)
-                else:
-                    parts.append(sample)
-                sigma.append((len(shard), shard.sigma_mb, shard.sigma_error_mb))
-                bar.update(len(shard))
-    except BaseException:
-        if writer is not None:
-            writer.abort()
-        raise
-    finally:
-        bar.close()
-    n = np.array([s[0] for s in sigma], dtype=np.float64)
-    mb_to_pb = 1e9
-    cross_section = {
-        "cross_section_pb": float(np.sum(n * [s[1] for s in sigma]) / n.sum() * mb_to_pb),
-        "cross_section_error_pb": float(
-            np.sqrt(np.sum((n * [s[2] for s in sigma]) ** 2)) / n.sum() * mb_to_pb
-        ),
+    starts = np.cumsum((0, *sizes))
+    common = {
+        "fingerprint": {"seed": seed, **provenance["settings"]},
+        "sizes": sizes,
+        "names": tuple(events_name(int(a), int(b)) for a, b in itertools.pairwise(starts)),
     }
-    if writer is not None:
-        writer.update_provenance(**cross_section)
-        return writer.close()
-    provenance.update(cross_section)
-    return Sample.concatenate(parts, provenance=provenance)
+    execution = {
+        "provenance": provenance,
+        "finish": cross_section,
+        "jobs": jobs,
+        "scheduler": scheduler,
+        "progress": progress,
+        "desc": process,
+        "preload": ("pythia8mc", "simkit.generators.jets", "simkit.generators.pythia"),
+    }
+    task = ShardTask(run, sizes)
+    if output is not None:
+        plan = ShardPlan(Path(output), **common)
+        return run_shards(plan, task, resume=resume, keep=keep_shards, **execution)
+    with tempfile.TemporaryDirectory(prefix="simkit-generate-") as folder:
+        plan = ShardPlan(Path(folder) / f"{process}.h5", **common)
+        return read_sample(run_shards(plan, task, **execution))
 
 
 def measure_rate(

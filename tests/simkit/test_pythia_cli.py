@@ -34,9 +34,82 @@ def test_same_seed_same_file_whatever_jobs(tmp_path, capsys, monkeypatch):
     one = (tmp_path / "one.h5").read_bytes()
     assert one == (tmp_path / "two.h5").read_bytes()
     assert one != (tmp_path / "other.h5").read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one.h5", "other.h5", "two.h5"]
     with h5py.File(tmp_path / "one.h5") as fh:
         assert fh["reco/features"].shape == (120, len(COLUMNS))
         assert fh["labels"][()].sum() == 0
+
+
+def test_dask_cluster_writes_the_same_file(tmp_path, capsys, monkeypatch):
+    """Two shards run by a Dask cluster of two worker processes (--scheduler local:2)
+    give the file that this process alone writes, byte for byte."""
+    pytest.importorskip("distributed")
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1767225600")
+    common = ["generate", "qcd-dijet", "-n", "40", "--shard-size", "20", "--quiet"]
+    for name, extra in (("one.h5", []), ("dask.h5", ["--scheduler", "local:2"])):
+        code, _, err = run(capsys, *common, *extra, "-o", str(tmp_path / name))
+        assert code == 0, err
+    assert (tmp_path / "one.h5").read_bytes() == (tmp_path / "dask.h5").read_bytes()
+
+
+def test_sigterm_then_resume_gives_the_uninterrupted_file(tmp_path, capsys, monkeypatch):
+    """A batch system pre-empts a generation (SIGTERM) after some shards: they stay in
+    OUT.shards/, and --resume simulates only the others and writes the very file an
+    uninterrupted run writes."""
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1767225600")
+    argv = ["generate", "qcd-dijet", "-n", "40", "--shard-size", "10", "--seed", "4", "--quiet"]
+    shards = tmp_path / "big.h5.shards"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "simkit", *argv, "-o", str(tmp_path / "big.h5")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "SOURCE_DATE_EPOCH": "1767225600"},
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while len(list(shards.glob("shard-*.h5"))) < 2 and time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode != 0, err
+    assert not (tmp_path / "big.h5").exists()
+    kept = sorted(p.name for p in shards.glob("shard-*.h5"))
+    assert 2 <= len(kept) < 4
+    code, _, err = run(capsys, *argv, "--resume", "-o", str(tmp_path / "big.h5"))
+    assert code == 0, err
+    code, _, err = run(capsys, *argv, "-o", str(tmp_path / "whole.h5"))
+    assert code == 0, err
+    assert (tmp_path / "big.h5").read_bytes() == (tmp_path / "whole.h5").read_bytes()
+    assert not shards.exists()
+
+
+def test_resume_with_another_seed_is_refused(tmp_path, capsys):
+    argv = ["generate", "qcd-dijet", "-n", "20", "--shard-size", "10", "--quiet"]
+    out = str(tmp_path / "sim.h5")
+    code, _, err = run(capsys, *argv, "--seed", "1", "--keep-shards", "-o", out)
+    assert code == 0, err
+    code, _, err = run(capsys, *argv, "--seed", "2", "--resume", "-o", out)
+    assert code == 2
+    assert err.strip().count("\n") == 0 and "cannot resume" in err and "seed 1 (now 2)" in err
+
+
+@pytest.mark.parametrize(
+    "scheduler, message",
+    [
+        ("banana", "is not a Dask scheduler"),
+        ("local:0", "local:N needs a whole number"),
+        ("tcp://127.0.0.1:9", "could not reach the Dask scheduler"),
+    ],
+)
+def test_bad_scheduler_is_one_line(tmp_path, capsys, monkeypatch, scheduler, message):
+    pytest.importorskip("distributed")
+    monkeypatch.setattr("simkit.shards.CONNECT_TIMEOUT", 1.0)
+    code, _, err = run(
+        capsys, "generate", "qcd-dijet", "-n", "10", "--scheduler", scheduler, "--quiet",
+        "-o", str(tmp_path / "x.h5"),
+    )  # fmt: skip
+    assert code == 2
+    assert err.strip().count("\n") == 0 and message in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_signal_command_and_summary(tmp_path, capsys):
@@ -82,13 +155,15 @@ def test_bad_flags_are_one_line_errors(tmp_path, capsys, monkeypatch, argv, mess
 
 def test_worker_failure_is_one_line_and_leaves_no_file(tmp_path, capsys):
     """Pythia cannot initialize with pT-hat above √s/2: the error raised in the worker
-    processes reaches the user as one line, and no (partial) file is left."""
+    processes reaches the user as one line naming the shard, and as no shard finished
+    no file (nor shard folder) is left."""
     code, _, err = run(
         capsys, "generate", "qcd-dijet", "-n", "20", "--shard-size", "10", "--jobs", "2",
         "--pthat-min", "7000", "--quiet", "-o", str(tmp_path / "x.h5"),
     )  # fmt: skip
     assert code == 2
     assert err.strip().count("\n") == 0 and "Pythia failed to initialize" in err
+    assert "shard " in err
     assert list(tmp_path.iterdir()) == []
 
 

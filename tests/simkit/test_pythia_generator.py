@@ -190,18 +190,33 @@ def test_measure_rate_reports_each_stage():
         assert rates[key] > rates["end_to_end_per_s"] > 0
 
 
-def test_failing_shard_leaves_no_file(tmp_path, monkeypatch):
+def test_failing_shard_is_named_and_the_finished_ones_resume(tmp_path, monkeypatch):
+    """Shard 1 fails: the error names it, no output file appears, shard 0 stays in the
+    shard folder; resuming simulates shard 1 only and gives the uninterrupted file."""
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1767225600")
     real = P.simulate_shard
+    simulated = []
 
     def failing(run, index, n):
         if index == 1:
-            raise SimkitError("shard 1 broke")
+            raise SimkitError("the disk broke")
+        return real(run, index, n)
+
+    def counting(run, index, n):
+        simulated.append(index)
         return real(run, index, n)
 
     monkeypatch.setattr(P, "simulate_shard", failing)
-    with pytest.raises(SimkitError, match="shard 1 broke"):
-        P.generate("qcd-dijet", 20, seed=1, shard_size=10, output=tmp_path / "sim.h5")
-    assert list(tmp_path.iterdir()) == []
+    out = tmp_path / "sim.h5"
+    with pytest.raises(SimkitError, match=r"shard 1 of 2 \(events 10–19\) failed: the disk broke"):
+        P.generate("qcd-dijet", 20, seed=1, shard_size=10, output=out)
+    assert [p.name for p in tmp_path.iterdir()] == ["sim.h5.shards"]
+    monkeypatch.setattr(P, "simulate_shard", counting)
+    P.generate("qcd-dijet", 20, seed=1, shard_size=10, output=out, resume=True)
+    assert simulated == [1]
+    whole = P.generate("qcd-dijet", 20, seed=1, shard_size=10, output=tmp_path / "whole.h5")
+    assert out.read_bytes() == whole.read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sim.h5", "whole.h5"]
 
 
 # --------------------------------------------------------------------------- slow physics

@@ -1,0 +1,593 @@
+"""Work in shards, each an ordinary event file: run anywhere, resume, merge in order.
+
+A long job (Pythia generation, scoring a large file) is cut into *shards* whose events
+depend only on the job's settings and the shard's index, never on who runs them. Each
+shard is written atomically as an ordinary event file into a shard folder beside the
+output (``sim.h5.shards/shard-00007.h5``); when every shard is there they are merged, in
+index order, into the output, and the folder is removed. Hence:
+
+- the output is the same bytes whether the shards ran in this process, in local worker
+  processes (``jobs``) or on a ``dask.distributed`` cluster (``scheduler``), in whatever
+  order they finished;
+- an interrupted or pre-empted run keeps its finished shards: ``resume=True`` runs only
+  the missing ones, so a kill loses at most the shards in flight, and the merged file is
+  the one an uninterrupted run writes;
+- the shard folder remembers what made it (``plan.json``): resuming with another seed or
+  config is refused with one line that names the difference.
+
+Dask workers write their shards themselves, so they must see the output's folder (a
+shared filesystem, as on any Slurm or HTCondor cluster). A shard that raises on a worker
+is retried up to :data:`RETRIES` more times; a worker that dies while running one is
+replaced and the shard re-run, up to the scheduler's
+``distributed.scheduler.allowed-failures`` (3 by default). Then the run fails, naming the
+shard, and keeps the others.
+
+A job is a :class:`ShardPlan` (what fixes the events, the events of each shard) and a
+picklable ``task(index, path)`` that writes shard ``index`` as an event file at ``path``
+(any :mod:`simkit.io` writer writes atomically) and returns nothing:
+
+>>> import tempfile, pathlib, numpy as np
+>>> from simkit.events import EventTable, Sample
+>>> from simkit.io import read_sample, write_sample
+>>> def ramp(index, path):  # shard i holds the numbers 10 i .. 10 i + 9
+...     x = np.arange(10 * index, 10 * index + 10, dtype=float)
+...     write_sample(path, Sample(reco=EventTable.from_columns({"x": x})))
+>>> out = pathlib.Path(tempfile.mkdtemp()) / "ramp.h5"
+>>> plan = ShardPlan(out, {"what": "ramp"}, sizes=(10, 10, 10))
+>>> path = run_shards(plan, ramp, provenance={"generator": "doc"})
+>>> read_sample(path).reco.column("x")[[0, 15, 29]]
+array([ 0., 15., 29.], dtype=float32)
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import hashlib
+import json
+import multiprocessing
+import os
+import re
+import shutil
+import signal
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from simkit.errors import SimkitError
+
+__all__ = [
+    "PLAN_FILE",
+    "RETRIES",
+    "ShardError",
+    "ShardPlan",
+    "connect",
+    "parse_scheduler",
+    "run_shards",
+]
+
+#: The file in a shard folder that says what made its shards.
+PLAN_FILE = "plan.json"
+#: Extra attempts of a shard that raised on a Dask worker (3 attempts in all).
+RETRIES = 2
+#: Seconds to wait for a Dask scheduler to answer before giving up.
+CONNECT_TIMEOUT = 10.0
+
+TaskFn = Callable[[int, Path], Any]
+
+
+class ShardError(SimkitError):
+    """A shard failed; the message names it and where the finished shards are kept."""
+
+
+# --------------------------------------------------------------------------- the plan
+
+
+def _canonical(document: Mapping) -> str:
+    return json.dumps(document, sort_keys=True, default=str, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class ShardPlan:
+    """What a sharded job writes: ``output``, what fixes its events, each shard's events.
+
+    ``fingerprint`` is a JSON-able mapping of everything that fixes the shards' content
+    (seed, process, settings, inputs, shard size, …) and nothing that does not (worker
+    count, scheduler). ``names`` optionally describes each shard for error messages
+    (e.g. ``"events 1000–1999"``).
+    """
+
+    output: Path
+    fingerprint: Mapping
+    sizes: tuple[int, ...]
+    names: tuple[str, ...] = ()
+    folder: Path = field(default=None)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "output", Path(self.output))
+        object.__setattr__(self, "sizes", tuple(int(n) for n in self.sizes))
+        if self.folder is None:
+            folder = self.output.with_name(self.output.name + ".shards")
+            object.__setattr__(self, "folder", folder)
+        if not self.sizes:
+            raise SimkitError(f"{self.output}: a sharded job needs at least one shard")
+        if self.names and len(self.names) != len(self.sizes):
+            raise SimkitError("a shard plan needs one name per shard")
+
+    @property
+    def digest(self) -> str:
+        """A short hash of the fingerprint and the shard sizes."""
+        text = _canonical({"fingerprint": self.fingerprint, "sizes": self.sizes})
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def __len__(self) -> int:
+        return len(self.sizes)
+
+    def path(self, index: int) -> Path:
+        """The event file of shard ``index``."""
+        return self.folder / f"shard-{index:05d}.h5"
+
+    def describe(self, index: int) -> str:
+        """``shard 7 of 40 (events 7000–7999)``: how errors name a shard."""
+        text = f"shard {index} of {len(self)}"
+        return f"{text} ({self.names[index]})" if self.names else text
+
+    def is_complete(self, index: int) -> bool:
+        """The shard's file is in place, valid, and holds the shard's events."""
+        from simkit.io import inspect
+
+        path = self.path(index)
+        if not path.is_file():
+            return False
+        try:
+            return inspect(path).n_events == self.sizes[index]
+        except SimkitError:  # damaged: run it again
+            return False
+
+    def complete(self) -> list[int]:
+        """Indices of the shards already written."""
+        return [i for i in range(len(self)) if self.is_complete(i)]
+
+    def document(self) -> dict:
+        return {
+            "format": "simkit-shards",
+            "output": self.output.name,
+            "digest": self.digest,
+            "shards": len(self),
+            "sizes": list(self.sizes),
+            "fingerprint": json.loads(_canonical(self.fingerprint)),
+        }
+
+    def prepare(self, resume: bool) -> list[int]:
+        """Make the shard folder ready; returns the shards still to run.
+
+        Without ``resume`` an old shard folder is replaced (as an old output is
+        overwritten). With ``resume`` its ``plan.json`` must describe this job, else a
+        :class:`SimkitError` names what differs.
+        """
+        plan_file = self.folder / PLAN_FILE
+        if self.folder.exists() and not self.folder.is_dir():
+            raise SimkitError(f"{self.folder}: exists and is not a shard folder")
+        if self.folder.exists() and resume and plan_file.exists():
+            self._check_resumable(plan_file)
+            for leftover in self.folder.glob(".*.tmp"):  # a writer killed mid-shard
+                with contextlib.suppress(FileNotFoundError):
+                    leftover.unlink()
+            done = set(self.complete())
+            return [i for i in range(len(self)) if i not in done]
+        if self.folder.exists():
+            shutil.rmtree(self.folder)
+        self.folder.mkdir(parents=True)
+        tmp = plan_file.with_name(".plan.json.tmp")
+        tmp.write_text(json.dumps(self.document(), indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, plan_file)
+        return list(range(len(self)))
+
+    def _check_resumable(self, plan_file: Path) -> None:
+        try:
+            old = json.loads(plan_file.read_text())
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+            raise SimkitError(f"{plan_file}: damaged; remove {self.folder} to start over") from None
+        if old.get("digest") == self.digest:
+            return
+        new = self.document()
+        before, after = old.get("fingerprint", {}), new["fingerprint"]
+        keys = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+        if old.get("sizes") != new["sizes"]:
+            keys.append("shard sizes")
+        shown = [
+            f"{k} {_short(before.get(k))} (now {_short(after.get(k))})"
+            for k in keys[:3]
+            if k != "shard sizes"
+        ]
+        what = "; ".join(shown) if shown else ", ".join(keys) or "its plan"
+        raise SimkitError(
+            f"cannot resume: {self.folder} holds shards of another run ({what}); "
+            "run without --resume (resume=False) to start over"
+        )
+
+    def shard_provenance(self) -> list[dict]:
+        """The provenance of every shard file, in shard order."""
+        from simkit.io import inspect
+
+        return [inspect(self.path(i)).provenance for i in range(len(self))]
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+# --------------------------------------------------------------------------- schedulers
+
+
+_ADDRESS = re.compile(r"^(tcp|tls|ws|wss|ucx|inproc)://\S+$")
+_HOST_PORT = re.compile(r"^[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
+
+
+@dataclass(frozen=True)
+class Scheduler:
+    """A parsed ``--scheduler``: ``kind`` is ``local`` (``workers`` processes),
+    ``address`` or ``file`` (a scheduler file, as ``dask scheduler --scheduler-file``
+    writes)."""
+
+    kind: str
+    target: str = ""
+    workers: int = 0
+
+    def __str__(self) -> str:
+        return f"local:{self.workers}" if self.kind == "local" else self.target
+
+
+def parse_scheduler(text: str) -> Scheduler:
+    """Read ``local:N``, ``tcp://HOST:PORT`` (or ``HOST:PORT``), or ``FILE.json``.
+
+    >>> parse_scheduler("local:2")
+    Scheduler(kind='local', target='', workers=2)
+    >>> str(parse_scheduler("10.1.2.3:8786"))
+    'tcp://10.1.2.3:8786'
+    """
+    text = str(text).strip()
+    if text.startswith("local"):
+        _, _, count = text.partition(":")
+        if not count and text == "local":
+            return Scheduler("local", workers=os.cpu_count() or 1)
+        if count.isdigit() and int(count) >= 1:
+            return Scheduler("local", workers=int(count))
+        raise SimkitError(
+            f"scheduler {text!r}: local:N needs a whole number of worker processes ≥ 1"
+        )
+    if text.endswith(".json"):
+        if not Path(text).is_file():
+            raise SimkitError(f"scheduler file {text} does not exist")
+        return Scheduler("file", target=text)
+    if _ADDRESS.match(text):
+        return Scheduler("address", target=text)
+    if _HOST_PORT.match(text) and 0 < int(text.rsplit(":", 1)[1]) < 65536:
+        return Scheduler("address", target=f"tcp://{text}")
+    raise SimkitError(
+        f"scheduler {text!r} is not a Dask scheduler: give its address (tcp://HOST:PORT), "
+        "a scheduler file (FILE.json) or local:N for N local worker processes"
+    )
+
+
+def _require_distributed():
+    try:
+        import distributed
+    except ImportError:
+        raise SimkitError(
+            "a Dask scheduler needs dask.distributed: pip install 'simkit[dask]'"
+        ) from None
+    return distributed
+
+
+@contextlib.contextmanager
+def connect(scheduler, timeout: float | None = None) -> Iterator[Any]:
+    """A ``distributed.Client`` for ``scheduler`` (a string as :func:`parse_scheduler`
+    reads, a :class:`Scheduler`, a ``Client`` or a cluster object), closed on exit when
+    made here. ``local:N`` starts a ``LocalCluster`` of N one-thread worker processes.
+    An unreachable scheduler is one :class:`SimkitError` line.
+    """
+    distributed = _require_distributed()
+    timeout = CONNECT_TIMEOUT if timeout is None else timeout
+    if isinstance(scheduler, distributed.Client):
+        yield scheduler
+        return
+    if not isinstance(scheduler, (str, Scheduler)):  # a cluster (LocalCluster, SLURMCluster…)
+        with distributed.Client(scheduler) as client:
+            yield client
+        return
+    spec = parse_scheduler(scheduler) if isinstance(scheduler, str) else scheduler
+    if spec.kind == "local":
+        import logging
+
+        cluster = distributed.LocalCluster(
+            n_workers=spec.workers,
+            threads_per_worker=1,  # Pythia and torch: one shard per process
+            processes=True,
+            dashboard_address=None,
+            silence_logs=logging.ERROR,
+        )
+        try:
+            with distributed.Client(cluster) as client:
+                yield client
+        finally:
+            cluster.close()
+        return
+    try:
+        if spec.kind == "file":
+            client = distributed.Client(scheduler_file=spec.target, timeout=timeout)
+        else:
+            client = distributed.Client(spec.target, timeout=timeout)
+    except (OSError, TimeoutError, ValueError) as exc:
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise SimkitError(
+            f"could not reach the Dask scheduler at {spec} within {timeout:g} s ({reason})"
+        ) from None
+    with client:
+        yield client
+
+
+# --------------------------------------------------------------------------- runners
+
+
+def _ignore_interrupt() -> None:
+    # Ctrl-C reaches the whole process group: the parent alone handles it (terminating
+    # the workers), so that the user sees one line instead of one traceback per worker
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _start_method() -> str:
+    # Pythia and torch are not fork-safe once threads exist: start workers from a clean
+    # fork server (POSIX) or by spawning
+    methods = multiprocessing.get_all_start_methods()
+    return "forkserver" if "forkserver" in methods else "spawn"
+
+
+def _failed(plan: ShardPlan, index: int, exc: BaseException, attempts: int = 1) -> ShardError:
+    """The error of a failed shard: names it; a user error keeps its line and exit code."""
+    tries = f" after {attempts} attempts" if attempts > 1 else ""
+    if isinstance(exc, SimkitError):
+        error = ShardError(f"{plan.describe(index)} failed{tries}: {exc}")
+        error.exit_code = exc.exit_code
+        return error
+    return ShardError(f"{plan.describe(index)} failed{tries}: {_reason(exc)}")
+
+
+def _in_process(task: TaskFn, plan: ShardPlan, todo: Sequence[int]) -> Iterator[int]:
+    for index in todo:
+        try:
+            task(index, plan.path(index))
+        except Exception as exc:
+            raise _failed(plan, index, exc) from exc
+        yield index
+
+
+def _local_pool(
+    task: TaskFn, plan: ShardPlan, todo: Sequence[int], jobs: int, preload: Sequence[str]
+) -> Iterator[int]:
+    context = multiprocessing.get_context(_start_method())
+    if context.get_start_method() == "forkserver" and preload:
+        # workers fork from a server that has imported the heavy modules once
+        context.set_forkserver_preload(list(preload))
+    executor = concurrent.futures.ProcessPoolExecutor(
+        max_workers=min(jobs, len(todo)), mp_context=context, initializer=_ignore_interrupt
+    )
+    futures = {executor.submit(task, i, plan.path(i)): i for i in todo}
+    try:
+        for future in concurrent.futures.as_completed(futures):
+            index = futures[future]
+            exc = future.exception()
+            if exc is not None:
+                if isinstance(exc, concurrent.futures.process.BrokenProcessPool):
+                    raise ShardError(
+                        f"{plan.describe(index)}: a worker process died (killed for memory?)"
+                    )
+                raise _failed(plan, index, exc)
+            yield index
+    finally:
+        for future in futures:
+            future.cancel()
+        # running shards are abandoned: their writers' temporary files are swept on resume
+        for process in list((executor._processes or {}).values()):
+            with contextlib.suppress(Exception):
+                process.terminate()
+        executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _dask(
+    task: TaskFn, plan: ShardPlan, todo: Sequence[int], client, retries: int
+) -> Iterator[int]:
+    from distributed import as_completed
+
+    run_id = uuid.uuid4().hex[:8]  # keys unique per run: a long-lived scheduler caches
+    futures = {
+        client.submit(
+            task,
+            i,
+            plan.path(i),
+            key=f"simkit-{plan.output.name}-{run_id}-shard-{i}",
+            retries=retries,
+            pure=False,
+        ): i
+        for i in todo
+    }
+    try:
+        for future in as_completed(futures):
+            index = futures[future]
+            if future.status != "finished":
+                exc = future.exception()
+                if type(exc).__name__ == "KilledWorker":
+                    raise ShardError(
+                        f"{plan.describe(index)}: the workers running it died too often "
+                        f"(the scheduler's allowed-failures limit): {_reason(exc)}"
+                    )
+                raise _failed(plan, index, exc, attempts=retries + 1)
+            if not plan.path(index).is_file():
+                raise ShardError(
+                    f"{plan.describe(index)} finished on a Dask worker, but "
+                    f"{plan.path(index)} is not visible here: the workers must write to a "
+                    "filesystem this machine shares"
+                )
+            yield index
+    finally:
+        client.cancel(list(futures))
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:300]}" if text else type(exc).__name__
+
+
+# --------------------------------------------------------------------------- run + merge
+
+
+def run_shards(
+    plan: ShardPlan,
+    task: TaskFn,
+    *,
+    provenance: Mapping,
+    finish: Callable[[list[dict]], Mapping] | None = None,
+    jobs: int = 1,
+    scheduler=None,
+    resume: bool = False,
+    retries: int = RETRIES,
+    progress: bool = False,
+    desc: str = "shards",
+    unit: str = "ev",
+    keep: bool = False,
+    preload: Sequence[str] = (),
+) -> Path:
+    """Run ``task`` for every shard of ``plan`` not yet written, then merge into
+    ``plan.output``; returns its path.
+
+    Shards run in this process (``jobs=1``), in ``jobs`` local worker processes, or on
+    the Dask ``scheduler`` (a string as :func:`parse_scheduler` reads, or a
+    ``distributed.Client``/cluster; it takes precedence over ``jobs``). The merged file's
+    provenance is ``provenance`` plus what ``finish`` returns from the shards' own
+    provenance records (e.g. a cross-section averaged over shards); nothing about who
+    ran the shards enters it, so the bytes are the same whatever ran them. On failure
+    the finished shards stay in ``plan.folder`` for ``resume=True``; a run that finished
+    no shard leaves nothing behind. ``keep`` keeps the shard folder after the merge.
+    """
+    from tqdm.auto import tqdm
+
+    if retries < 0:
+        raise SimkitError(f"retries must be ≥ 0, got {retries}")
+    if isinstance(scheduler, str):
+        parse_scheduler(scheduler)  # a nonsensical scheduler fails before any work
+    todo = plan.prepare(resume)
+    done_events = sum(plan.sizes) - sum(plan.sizes[i] for i in todo)
+    bar = tqdm(
+        total=sum(plan.sizes),
+        initial=done_events,
+        desc=desc,
+        unit=unit,
+        unit_scale=True,
+        disable=not progress,
+    )
+    try:
+        with bar:
+            if todo:
+                with contextlib.ExitStack() as stack:
+                    if scheduler is not None:
+                        client = stack.enter_context(connect(scheduler))
+                        finished = _dask(task, plan, todo, client, retries)
+                    elif jobs > 1 and len(todo) > 1:
+                        finished = _local_pool(task, plan, todo, jobs, preload)
+                    else:
+                        finished = _in_process(task, plan, todo)
+                    stack.callback(getattr(finished, "close", lambda: None))
+                    for index in finished:
+                        bar.update(plan.sizes[index])
+    except BaseException as exc:
+        _after_failure(plan, exc)
+        raise
+    return merge(plan, provenance=provenance, finish=finish, keep=keep)
+
+
+def _after_failure(plan: ShardPlan, exc: BaseException) -> None:
+    kept = plan.complete() if plan.folder.is_dir() else []
+    if not kept:
+        shutil.rmtree(plan.folder, ignore_errors=True)
+        return
+    note = (
+        f" ({len(kept)} of {len(plan)} shards finished and kept in {plan.folder}: "
+        "rerun with --resume to continue)"
+    )
+    if isinstance(exc, SimkitError) and exc.args and note not in str(exc.args[0]):
+        exc.args = (f"{exc.args[0]}{note}", *exc.args[1:])
+
+
+def merge(
+    plan: ShardPlan,
+    *,
+    provenance: Mapping,
+    finish: Callable[[list[dict]], Mapping] | None = None,
+    keep: bool = False,
+) -> Path:
+    """Concatenate the shards of ``plan``, in index order, into ``plan.output``.
+
+    The output is written atomically with the shards' levels, columns, units, weights,
+    labels and scores, and ``provenance`` (plus ``finish(shard provenances)``).
+    """
+    from simkit.io import SampleWriter, inspect, iter_samples
+
+    missing = [i for i in range(len(plan)) if not plan.is_complete(i)]
+    if missing:
+        raise ShardError(
+            f"{plan.output}: cannot merge, {len(missing)} shard(s) missing or incomplete "
+            f"(first: {plan.describe(missing[0])})"
+        )
+    infos = [inspect(plan.path(i)) for i in range(len(plan))]
+    first = infos[0]
+    for i, info in enumerate(infos):
+        same = (
+            {k: v.columns for k, v in info.levels.items()}
+            == {k: v.columns for k, v in first.levels.items()}
+            and info.has_labels == first.has_labels
+            and info.scores == first.scores
+        )
+        if not same:
+            raise ShardError(f"{plan.describe(i)} is not shaped like shard 0: cannot merge")
+    document = dict(provenance)
+    if finish is not None:
+        document.update(finish([info.provenance for info in infos]))
+    levels = tuple(first.levels)
+    writer = SampleWriter(
+        plan.output,
+        levels={lv: first.levels[lv].columns for lv in levels},
+        units={lv: first.levels[lv].units for lv in levels},
+        weights=any(info.has_weights for info in infos),
+        labels=first.has_labels,
+        scores=first.scores,
+        provenance=document,
+    )
+    with writer:
+        for i in range(len(plan)):
+            for chunk in iter_samples(plan.path(i), max(1, plan.sizes[i]), levels=levels):
+                writer.append(chunk)
+    if not keep:
+        shutil.rmtree(plan.folder, ignore_errors=True)
+    return plan.output
+
+
+def shard_ranges(n_rows: int, rows_per_shard: int) -> list[tuple[int, int]]:
+    """``[start, stop)`` of each shard of ``n_rows`` rows, ``rows_per_shard`` each.
+
+    >>> shard_ranges(25, 10)
+    [(0, 10), (10, 20), (20, 25)]
+    """
+    if rows_per_shard < 1:
+        raise SimkitError(f"rows per shard must be ≥ 1, got {rows_per_shard}")
+    return [
+        (start, min(start + rows_per_shard, n_rows)) for start in range(0, n_rows, rows_per_shard)
+    ] or [(0, 0)]
+
+
+def events_name(start: int, stop: int) -> str:
+    """``events 1000–1999``: a shard's rows for messages."""
+    return f"events {start}–{stop - 1}" if stop > start else "no events"
