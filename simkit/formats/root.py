@@ -387,7 +387,7 @@ def _open_tree(path: Path, tree: str):
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__
+    return text[0].split(" (in compiled code")[0][:200] if text else type(exc).__name__
 
 
 def _check_branches(path: Path, tree, tree_name: str, exprs, selection, aliases, language):
@@ -631,10 +631,14 @@ def iter_root(paths, mapping: RootMapping, config: RootConfig) -> Iterator[tuple
                     f"({_first_line(exc)}): use nth(X, i), which gives NaN there, and a "
                     "selection that drops those events"
                 ) from None
+            except OSError as exc:
+                raise FileFormatError(
+                    f"{where}: damaged or truncated file (an interrupted copy?): {_first_line(exc)}"
+                ) from None
             except Exception as exc:
                 raise FileFormatError(
-                    f"{where}: could not be read or evaluated (truncated? a bad expression?): "
-                    f"{type(exc).__name__}: {_first_line(exc)}"
+                    f"{where}: could not be read or evaluated (a bad expression? a damaged "
+                    f"file?): {type(exc).__name__}: {_first_line(exc)}"
                 ) from None
             if budget is not None:
                 budget -= stop
