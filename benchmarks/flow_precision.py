@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from simkit.cli.surrogate import fit_surrogate
+from simkit.tasks.surrogate import fit_surrogate
 from simkit.io import write_json
 from simkit.surrogates import load_surrogate
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from simkit.cli.surrogate import fit_surrogate, sample_surrogate
+from simkit.tasks.surrogate import fit_surrogate, sample_surrogate
 from simkit.generators.pythia import generate, measure_rate
 from simkit.io import read_sample, write_json
 

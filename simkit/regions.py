@@ -20,6 +20,11 @@ SR_COLUMN = "mjj"
 SIGNAL_REGION = (3300.0, 3700.0)
 
 
+def region_text(window) -> str:
+    """``(3300, 3700)`` → ``"3300:3700"``, what :func:`parse_range` reads."""
+    return f"{window[0]:g}:{window[1]:g}"
+
+
 def parse_range(text: str, what: str) -> tuple[float, float]:
     """``"3300:3700"`` → (3300, 3700); an empty side is unbounded (``":4500"``)."""
     low, sep, high = str(text).partition(":")

@@ -6,8 +6,6 @@ Thin layer: parse, load, call :mod:`detectors` (imported lazily), write files.
 from __future__ import annotations
 
 import argparse
-import time
-from pathlib import Path
 
 from simkit.cli import (
     add_device,
@@ -21,7 +19,7 @@ from simkit.cli import (
     subparser,
     widths,
 )
-from simkit.errors import SimkitError
+from simkit.tasks.detect import EvaluateConfig, ScoreConfig, TrainConfig
 
 LEVELS = ("reco", "gen")
 
@@ -44,43 +42,27 @@ def register(sub, common) -> None:
     _register_evaluate(actions, common)
 
 
-def _names(values: list[str] | None) -> list[str] | None:
-    """``--features a,b c`` → [a, b, c]."""
-    if not values:
-        return None
-    return [v.strip() for item in values for v in item.split(",") if v.strip()]
-
-
 def _add_threads(p) -> None:
     p.add_argument(
         "--threads",
         type=positive_int,
-        default=1,
         help="torch CPU threads: the networks are small, and on a loaded 2-core machine a "
         "second thread slowed training 250-fold (measured)",
     )
 
 
 def _add_region(p) -> None:
-    p.add_argument("--sr-column", default="mjj", help="column the signal region is a window of")
+    p.add_argument("--sr-column", help="column the signal region is a window of")
     p.add_argument(
         "--signal-region",
-        default="3300:3700",
         metavar="LOW:HIGH",
         help="signal region LOW ≤ column < HIGH (GeV); the LHC Olympics 2020 window",
     )
     p.add_argument(
         "--sidebands",
-        default=None,
         metavar="LOW:HIGH",
         help="outer bounds of the sidebands (either side may be empty); default unbounded",
     )
-
-
-def _region(args):
-    from detectors.labels import SignalRegion
-
-    return SignalRegion.parse(args.signal_region, args.sidebands, column=args.sr_column)
 
 
 # --------------------------------------------------------------------------- train
@@ -114,13 +96,11 @@ def _register_train(actions, common) -> None:
     )
     p.add_argument(
         "--model",
-        default="vae",
         choices=("ae", "vae", "classifier"),
         help="autoencoder, β-VAE, or classifier (CWoLa with sideband, supervised with truth)",
     )
     p.add_argument(
         "--labels",
-        default="all",
         choices=("all", "sideband", "tag-and-probe", "truth"),
         help="how training events are chosen (see above)",
     )
@@ -139,18 +119,16 @@ def _register_train(actions, common) -> None:
         help="per-event weights (e.g. unfold/weights.h5:omnifold/push), multiplied into the "
         "sample's own weights; rows aligned with --input",
     )
-    p.add_argument("--level", default="reco", choices=LEVELS, help="which level's features")
+    p.add_argument("--level", choices=LEVELS, help="which level's features")
     _add_region(p)
     p.add_argument(
         "--tag",
-        default=None,
         metavar="CUTS",
         help="tag-and-probe: background-like selection of the tag jet over its own columns, "
         "comma-separated cuts on per-jet quantities (default 'tau21>0.5': one-prong-like)",
     )
     p.add_argument(
         "--combine",
-        default="max",
         choices=("max", "mean", "min"),
         help="tag-and-probe: how the two jets' scores make the event score",
     )
@@ -158,47 +136,39 @@ def _register_train(actions, common) -> None:
     g.add_argument(
         "--latent",
         type=positive_int,
-        default=None,
         help="latent size (ae, vae; default: the model's, 1 for ae and vae)",
     )
     g.add_argument(
         "--hidden",
         type=widths,
-        default=None,
         help="hidden widths, e.g. 64,64 (the decoder mirrors the encoder; default: the "
         "model's, 16 for ae and vae, 64,64 for a classifier)",
     )
-    g.add_argument(
-        "--activation", default="silu", choices=("silu", "relu", "gelu", "tanh", "leaky_relu")
-    )
+    g.add_argument("--activation", choices=("silu", "relu", "gelu", "tanh", "leaky_relu"))
     g.add_argument(
         "--beta",
         type=non_negative_float,
-        default=1.0,
         help="β of the VAE's KL term (0 turns it off)",
     )
     g.add_argument(
         "--score",
-        default=None,
         help="score used by default: ae recon; vae recon|kl|total (default recon; total = "
         "recon + KL); classifier logit",
     )
     g = p.add_argument_group("training")
-    g.add_argument("--epochs", type=positive_int, default=200, help="maximum epochs")
+    g.add_argument("--epochs", type=positive_int, help="maximum epochs")
     g.add_argument(
         "--batch-size",
         type=positive_int,
-        default=None,
         help="mini-batch size (default 8192 on a GPU, 1024 on a CPU)",
     )
-    g.add_argument("--lr", type=positive_float, default=1e-3, help="learning rate (AdamW)")
+    g.add_argument("--lr", type=positive_float, help="learning rate (AdamW)")
     g.add_argument(
         "--patience",
         type=int,
-        default=10,
         help="stop after this many epochs without validation improvement (0 = never)",
     )
-    g.add_argument("--val-fraction", type=fraction, default=0.2, help="held out for early stopping")
+    g.add_argument("--val-fraction", type=fraction, help="held out for early stopping")
     g.add_argument(
         "--resume",
         action="store_true",
@@ -208,114 +178,16 @@ def _register_train(actions, common) -> None:
     _add_threads(g)
     add_seed(p)
     add_output(p, "output folder for the trained detector")
+    TrainConfig.cli_defaults(p)  # every default from the task's config
     p.set_defaults(func=run_train)
 
 
-def _inspect_inputs(paths, level: str) -> list:
-    """Validated headers of the input files; all must have ``level`` and its columns."""
-    from simkit.io import inspect
-
-    infos = [inspect(path) for path in paths]
-    for path, info in zip(paths, infos, strict=True):
-        if level not in info.levels:
-            have = ", ".join(info.levels) or "none"
-            raise SimkitError(f"{path}: has no {level} level (levels: {have})")
-        if info.levels[level].columns != infos[0].levels[level].columns:
-            raise SimkitError(f"{path}: its {level} columns differ from those of {paths[0]}")
-        if info.has_labels != infos[0].has_labels:
-            raise SimkitError(f"{path} and {paths[0]}: one has /labels and the other not")
-    return infos
-
-
-def _read_training_table(args):
-    from simkit.events import Sample
-    from simkit.io import read_sample, read_weights
-
-    _inspect_inputs(args.input, args.level)
-    parts = [read_sample(path, levels=[args.level]) for path in args.input]
-    for part in parts:
-        part.scores.clear()  # earlier detectors' scores play no part in training
-    sample = Sample.concatenate(parts) if len(parts) > 1 else parts[0]
-    if args.weights:
-        extra = read_weights(args.weights, len(sample))
-        sample = sample.with_weights(sample.weights * extra)
-    return sample.level(args.level)
-
-
 def run_train(args: argparse.Namespace) -> int:
-    from detectors.labels import choose
-    from detectors.train import Detector, plot_history
-    from simkit.io import write_json
-    from simkit.plotting import pyplot, savefig
+    from simkit.tasks.detect import TrainInputs, train
 
-    out = Path(args.output)
-    if out.exists() and not out.is_dir():
-        raise SimkitError(f"{out}: exists and is not a folder")
-    table = _read_training_table(args)
-    training = choose(
-        table,
-        args.labels,
-        features=_names(args.features),
-        classes=args.model == "classifier",
-        signal_region=_region(args),
-        tag=args.tag,
-    )
-    report = training.report
-    fraction_text = (
-        f", signal fraction {report['signal_fraction']:.4g}"
-        if report.get("signal_fraction") is not None
-        else ""
-    )
-    say(
-        args,
-        f"--labels {args.labels}: kept {report['kept_events']} of {report['passing_events']} "
-        f"passing events ({len(training)} training examples){fraction_text}",
-    )
-    out.mkdir(parents=True, exist_ok=True)
-    checkpoint = out / "checkpoint.pt"
-    if checkpoint.exists() and not args.resume:
-        checkpoint.unlink()  # a new training: an old checkpoint must not be resumed silently
-    detector = Detector(
-        args.model,
-        latent=args.latent,
-        hidden=args.hidden,
-        activation=args.activation,
-        beta=args.beta,
-        score=args.score,
-        combine=args.combine,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        patience=args.patience,
-        val_fraction=args.val_fraction,
-        device=args.device,
-        seed=args.seed,
-        progress=not args.quiet,
-        checkpoint=checkpoint,
-        resume=args.resume,
-        threads=args.threads,
-    ).fit(training)
-    summary = detector.result_.summary()
-    detector.save(out, extra={"input": [str(p) for p in args.input], "weights": args.weights})
-    metrics = {
-        "model": args.model,
-        "labels": args.labels,
-        "score": detector.score_,
-        "features": list(detector.columns_),
-        "per_jet": detector.per_jet_,
-        **{f"labels_{k}": v for k, v in report.items() if k != "strategy"},
-        **{f"train_{k}": v for k, v in summary.items()},
-    }
-    write_json(out / "metrics.json", metrics)
-    fig, ax = pyplot().subplots(figsize=(6, 4))
-    plot_history(detector.result_.history, ax)
-    savefig(fig, out / "training.png")
-    say(
-        args,
-        f"trained {args.model} on {summary['device']} in {summary['seconds']:.1f} s "
-        f"({summary['epochs']} epochs, best {summary['best_epoch']}, "
-        f"{summary['events_per_second']:.3g} events/s); wrote {out}",
-    )
+    config = TrainConfig.from_args(args, progress=not args.quiet)
+    result = train(config, TrainInputs.from_args(args), args.output, log=lambda x: say(args, x))
+    say(args, result.summary_line(args.output))
     return 0
 
 
@@ -343,77 +215,22 @@ def _register_score(actions, common) -> None:
     )
     p.add_argument(
         "--name",
-        default=None,
         help="prefix of the score datasets (default: the model kind, e.g. vae → vae_total)",
     )
-    p.add_argument("--level", default="reco", choices=LEVELS, help="which level's features")
-    p.add_argument(
-        "--chunk", type=positive_int, default=131072, help="events scored per chunk (memory)"
-    )
+    p.add_argument("--level", choices=LEVELS, help="which level's features")
+    p.add_argument("--chunk", type=positive_int, help="events scored per chunk (memory)")
     add_device(p)
     _add_threads(p)
     add_output(p, "output event file with the scores (.h5)")
+    ScoreConfig.cli_defaults(p)  # every default from the task's config
     p.set_defaults(func=run_score)
 
 
 def run_score(args: argparse.Namespace) -> int:
-    from tqdm.auto import tqdm
+    from simkit.tasks.detect import ScoreInputs, score
 
-    from detectors.train import Detector
-    from simkit.events import Sample
-    from simkit.io import SampleWriter, iter_samples, make_provenance
-    from simkit.nn import resolve_device
-
-    detector = Detector.load(args.model)
-    detector.threads = args.threads
-    infos = _inspect_inputs(args.input, args.level)
-    info = infos[0]
-    detector.check_columns(info.levels[args.level].columns, str(args.input[0]))
-    prefix = args.name or detector.model
-    names = {s: f"{prefix}_{s}" for s in detector.score_names}
-    levels = [lv for lv in info.levels if lv != "truth" and all(lv in i.levels for i in infos)]
-    # scores already in the inputs are carried over when every input has them
-    kept_scores = [n for n in info.scores if all(n in i.scores for i in infos)]
-    device = resolve_device(args.device)
-    provenance = make_provenance(
-        "detectors.score",
-        input=[str(p) for p in args.input],
-        model=str(args.model),
-        detector=detector.describe(),
-        primary_score=names[detector.score_],
-        level=args.level,
-        input_provenance=[i.provenance for i in infos],
-    )
-    t0 = time.perf_counter()
-    writer = SampleWriter(
-        args.output,
-        levels={lv: info.levels[lv].columns for lv in levels},
-        units={lv: info.levels[lv].units for lv in levels},
-        weights=any(i.has_weights for i in infos),
-        labels=info.has_labels,
-        scores=tuple(dict.fromkeys((*kept_scores, *names.values()))),
-        provenance=provenance,
-    )
-    total = sum(i.n_events for i in infos)
-    with writer, tqdm(total=total, disable=args.quiet, unit="ev", desc="score") as bar:
-        for path in args.input:
-            for chunk in iter_samples(path, args.chunk, levels=levels):
-                scores = detector.scores(chunk.level(args.level), device=device)
-                chunk = Sample(
-                    **{lv: chunk.level(lv) for lv in levels},
-                    provenance=chunk.provenance,
-                    scores={
-                        **{n: chunk.scores[n] for n in kept_scores},
-                        **{names[s]: v for s, v in scores.items()},
-                    },
-                )
-                writer.append(chunk)
-                bar.update(len(chunk))
-    say(
-        args,
-        f"scored {writer.n_events} events in {time.perf_counter() - t0:.1f} s: "
-        f"{', '.join(names.values())} (primary {names[detector.score_]}) → {args.output}",
-    )
+    config = ScoreConfig.from_args(args, progress=not args.quiet)
+    say(args, score(config, ScoreInputs.from_args(args), args.output).summary_line())
     return 0
 
 
@@ -436,21 +253,17 @@ def _register_evaluate(actions, common) -> None:
         "bump_hunt.png.",
     )
     p.add_argument("scores", metavar="SCORES.h5", help="file written by `simkit detect score`")
-    p.add_argument(
-        "--score", default=None, help="score dataset to evaluate (default: the primary score)"
-    )
-    p.add_argument("--level", default="reco", choices=LEVELS, help="level of the mjj column")
+    p.add_argument("--score", help="score dataset to evaluate (default: the primary score)")
+    p.add_argument("--level", choices=LEVELS, help="level of the mjj column")
     _add_region(p)
     p.add_argument(
         "--roc-events",
-        default="auto",
         choices=("auto", "all", "signal-region"),
         help="events the ROC uses; auto = the signal region when the column exists",
     )
     p.add_argument(
         "--min-background",
         type=positive_int,
-        default=25,
         help="SIC points need at least this many background events passing (10%% "
         "uncertainty on √ε_B at 25)",
     )
@@ -463,111 +276,37 @@ def _register_evaluate(actions, common) -> None:
     p.add_argument(
         "--target-eps-b",
         type=fraction,
-        default=1e-2,
         help="background efficiency of the bump-hunt cut",
     )
-    p.add_argument("--bin-width", type=positive_float, default=100.0, help="mjj bin width (GeV)")
+    p.add_argument(
+        "--signal",
+        metavar="SIGNAL.h5",
+        help="a scored signal-only file: its events in the signal region join the ROC (with "
+        "the evaluated file's own), so that ε_S rests on more than a few injected events",
+    )
+    p.add_argument(
+        "--eps-b-targets",
+        type=fraction,
+        nargs="+",
+        metavar="EPS_B",
+        help="background efficiencies at which ε_S is reported",
+    )
+    p.add_argument("--bin-width", type=positive_float, help="mjj bin width (GeV)")
     p.add_argument(
         "--mjj-range",
-        default=None,
         metavar="LOW:HIGH",
         help="bump-hunt fit range (default: from the spectrum's peak to its 99.9%% quantile)",
     )
-    p.add_argument(
-        "--sqrt-s", type=positive_float, default=13000.0, help="collision energy (GeV), x = mjj/√s"
-    )
+    p.add_argument("--sqrt-s", type=positive_float, help="collision energy (GeV), x = mjj/√s")
     add_output(p, "output folder for metrics.json and plots")
+    EvaluateConfig.cli_defaults(p)  # every default from the task's config
     p.set_defaults(func=run_evaluate)
 
 
-def _choose_score(info, asked: str | None, path) -> str:
-    if asked:
-        if asked not in info.scores:
-            have = ", ".join(info.scores) or "none"
-            raise SimkitError(f"{path}: has no score {asked!r} (scores: {have})")
-        return asked
-    primary = info.provenance.get("settings", {}).get("primary_score")
-    if primary in info.scores:
-        return primary
-    if len(info.scores) == 1:
-        return info.scores[0]
-    if not info.scores:
-        raise SimkitError(f"{path}: holds no scores; run `simkit detect score` first")
-    raise SimkitError(
-        f"{path}: holds several scores ({', '.join(info.scores)}); pick one with --score"
-    )
-
-
-def _read_scored(path, score: str, level: str, column: str):
-    """Passing events: (score, weights, labels or None, mjj or None)."""
-    from simkit.io import inspect, read_sample
-
-    info = inspect(path)
-    if level not in info.levels:
-        raise SimkitError(f"{path}: has no {level} level")
-    columns = info.levels[level].columns
-    has_column = column in columns
-    sample = read_sample(path, levels=[level], columns=[column] if has_column else columns[:1])
-    table = sample.level(level)
-    keep = table.passed
-    return (
-        sample.scores[score][keep],
-        table.weights[keep],
-        None if table.labels is None else table.labels[keep],
-        table.column(column)[keep] if has_column else None,
-    )
-
-
 def run_evaluate(args: argparse.Namespace) -> int:
-    from detectors.evaluate import evaluate
-    from detectors.labels import parse_range
-    from simkit.io import inspect, write_json
+    from simkit.tasks.detect import EvaluateInputs, evaluate
 
-    out = Path(args.output)
-    if out.exists() and not out.is_dir():
-        raise SimkitError(f"{out}: exists and is not a folder")
-    if not 0 < args.target_eps_b < 1:
-        raise SimkitError(f"--target-eps-b must be between 0 and 1, got {args.target_eps_b}")
-    region = _region(args)
-    info = inspect(args.scores)
-    score = _choose_score(info, args.score, args.scores)
-    scores, weights, labels, mjj = _read_scored(args.scores, score, args.level, region.column)
-    calibration = calibration_weights = None
-    if args.calibration:
-        cal_info = inspect(args.calibration)
-        if score not in cal_info.scores:
-            raise SimkitError(f"{args.calibration}: has no score {score!r}")
-        calibration, calibration_weights, _, _ = _read_scored(
-            args.calibration, score, args.level, region.column
-        )
-    result = evaluate(
-        scores,
-        labels=labels,
-        weights=weights,
-        mjj=mjj,
-        signal_region=region,
-        roc_events=args.roc_events,
-        min_background=args.min_background,
-        target_eps_b=args.target_eps_b,
-        calibration_scores=calibration,
-        calibration_weights=calibration_weights,
-        bin_width=args.bin_width,
-        mjj_range=parse_range(args.mjj_range, "--mjj-range") if args.mjj_range else None,
-        sqrt_s=args.sqrt_s,
-        score_name=score,
-    )
-    metrics = result.metrics()
-    out.mkdir(parents=True, exist_ok=True)
-    result.save_plots(out)
-    write_json(out / "metrics.json", {"input": str(args.scores), **metrics})
-    parts = [f"score {score}"]
-    if metrics.get("auc") is not None:
-        sic = metrics["max_sic"]
-        parts.append(f"AUC {metrics['auc']:.4f}")
-        parts.append(f"max SIC {sic:.2f}" if sic is not None else "max SIC n/a")
-    if result.bump is not None:
-        parts.append(f"bump-hunt Z {result.bump.z_local:.2f}")
-    say(args, "; ".join(parts) + f"; wrote {out}")
-    for note in result.notes:
-        say(args, f"note: {note}")
+    result = evaluate(EvaluateConfig.from_args(args), EvaluateInputs.from_args(args), args.output)
+    for line in result.summary_lines(args.output):
+        say(args, line)
     return 0

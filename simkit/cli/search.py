@@ -255,10 +255,10 @@ def _require(args, *names) -> None:
 
 
 def run_template(args) -> int:
-    from simkit.regions import SignalRegion
     from detectors.templates import build_template
     from simkit.events import Sample
     from simkit.io import make_provenance, read_sample, read_weights, write_sample
+    from simkit.regions import SignalRegion
 
     t0 = time.perf_counter()
     _from_run(args)
@@ -395,10 +395,10 @@ def _scan(args, config):
 
 
 def run_search(args) -> int:
-    from simkit.regions import SignalRegion
     from detectors.search import SearchConfig, search
     from detectors.template import TemplateClassifierConfig
     from simkit.io import read_sample
+    from simkit.regions import SignalRegion
 
     t0 = time.perf_counter()
     classifier = TemplateClassifierConfig(

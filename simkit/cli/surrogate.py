@@ -12,13 +12,6 @@ return the numbers the commands print.
 from __future__ import annotations
 
 import argparse
-import math
-import os
-import time
-from collections.abc import Mapping, Sequence
-from pathlib import Path
-
-import numpy as np
 
 from simkit.cli import (
     add_device,
@@ -30,35 +23,7 @@ from simkit.cli import (
     say,
     subparser,
 )
-from simkit.errors import SimkitError
-
-#: ``metrics.json`` of ``surrogate fit``: key → meaning (also in the README).
-FIT_METRICS = {
-    "kind": "flow or gan",
-    "level": "event level the model learned (reco or gen)",
-    "columns": "every modelled column, conditioning ones included, in file order",
-    "condition": "conditioning columns (generated events take them as given)",
-    "events_fit": "events given to fit (after the held-out split): train + validation",
-    "events_train": "events the optimizer saw",
-    "events_validation": "events used for early stopping",
-    "events_test": "held-out events of the fidelity report (never seen in training)",
-    "epochs": "epochs run",
-    "best_epoch": "epoch whose weights were kept (lowest validation loss, 0-based)",
-    "best_val_loss": "flow: weighted NLL per event; gan: MMD² to validation events",
-    "stopped_early": "early stopping ended the training",
-    "skipped_steps": "optimizer steps skipped for a non-finite loss",
-    "train_seconds": "wall time of the training loop",
-    "train_events_per_second": "training throughput (events × epochs / seconds)",
-    "test_nll": "flow only: weighted mean −log p(x|c) of held-out events (physical units)",
-    "two_sample_auc": "held-out ROC AUC of a classifier telling held-out from generated "
-    "events (0.5 = indistinguishable)",
-    "two_sample_auc_low": "95 % bootstrap interval, lower end",
-    "two_sample_auc_high": "95 % bootstrap interval, upper end",
-    "auc_null_sigma": "spread of the AUC expected for identical samples of these sizes",
-    "sample_events_per_second": "generation rate of the fidelity sample (in memory)",
-    "device": "where the model trained",
-    "precision": "fp32, bf16 or auto (bf16 on CUDA)",
-}
+from simkit.tasks.surrogate import FitConfig, SampleConfig
 
 
 def register(sub, common) -> None:
@@ -84,7 +49,7 @@ def register(sub, common) -> None:
     )
     fit.add_argument("--kind", required=True, choices=("flow", "gan"), help="model family")
     fit.add_argument("--input", required=True, metavar="FILE.h5", help="event file to learn")
-    fit.add_argument("--level", default="reco", choices=("reco", "gen"), help="event level")
+    fit.add_argument("--level", choices=("reco", "gen"), help="event level")
     fit.add_argument(
         "--columns",
         nargs="+",
@@ -94,7 +59,6 @@ def register(sub, common) -> None:
     fit.add_argument(
         "--condition",
         nargs="+",
-        default=[],
         metavar="COL",
         help="columns to condition on (e.g. mjj); sampling then needs "
         "--condition-from or --condition-range",
@@ -105,8 +69,8 @@ def register(sub, common) -> None:
         help="per-event weights (e.g. unfold/weights.h5:omnifold/push; a 2-D dataset "
         "gives its last row), multiplied into the file's own weights",
     )
-    fit.add_argument("--epochs", type=positive_int, default=50, help="maximum epochs")
-    fit.add_argument("--batch-size", type=positive_int, default=256, help="events per step")
+    fit.add_argument("--epochs", type=positive_int, help="maximum epochs")
+    fit.add_argument("--batch-size", type=positive_int, help="events per step")
     fit.add_argument(
         "--lr", type=positive_float, help="learning rate (default: flow 1e-3, gan 3e-4)"
     )
@@ -119,14 +83,12 @@ def register(sub, common) -> None:
     fit.add_argument(
         "--test-fraction",
         type=fraction,
-        default=0.2,
         help="fraction of events held out for the fidelity report",
     )
     fit.add_argument("--max-events", type=positive_int, help="use at most this many passing events")
     fit.add_argument(
         "--transform",
         action="append",
-        default=[],
         metavar="COL=KIND",
         help="override a column's preprocessing: identity, log, log:LO (of x - LO), "
         "logit (0,1) or logit:LO:HI (repeatable; default: chosen from the data)",
@@ -149,7 +111,6 @@ def register(sub, common) -> None:
     fit.add_argument(
         "--bootstrap",
         type=int,
-        default=100,
         help="bootstrap replicas for the AUC interval (0 = none)",
     )
     fit.add_argument(
@@ -160,6 +121,7 @@ def register(sub, common) -> None:
     add_device(fit)
     add_seed(fit)
     add_output(fit, "model folder (also gets metrics.json, fidelity.png, training.png)")
+    FitConfig.cli_defaults(fit)  # every default from the task's config
     fit.set_defaults(func=run_fit)
 
     sample = subparser(
@@ -194,394 +156,26 @@ def register(sub, common) -> None:
     sample.add_argument(
         "--compression",
         choices=("gzip", "none"),
-        default="gzip",
         help="gzip = level 1 + shuffle (simkit's default); none writes faster, files larger",
     )
     add_device(sample)
     add_seed(sample)
     add_output(sample, "output event file (.h5)")
+    SampleConfig.cli_defaults(sample)  # every default from the task's config
     sample.set_defaults(func=run_sample)
 
 
-# --------------------------------------------------------------------------- fit
-
-
-def _architecture(kind: str, layers: int | None, hidden: int | None) -> dict:
-    if kind == "flow":
-        arch = {}
-        if layers is not None:
-            arch["n_layers"] = layers
-        if hidden is not None:
-            arch["hidden"] = hidden
-        return arch
-    width = hidden or 256
-    depth = layers or 3
-    return {"hidden": (width,) * depth, "critic_hidden": (width,) * depth}
-
-
-def _read_table(path, level: str, columns: Sequence[str] | None, weights: str | None):
-    from simkit.io import inspect, read_sample, read_weights
-
-    info = inspect(path)
-    sample = read_sample(path, levels=[level], columns=columns)
-    table = sample.level(level)
-    if weights:
-        table = table.with_weights(table.weights * read_weights(weights, info.n_events))
-    return table.passing(), info.provenance
-
-
-def fit_surrogate(
-    input: str | os.PathLike,
-    output: str | os.PathLike,
-    *,
-    kind: str = "flow",
-    level: str = "reco",
-    columns: Sequence[str] | None = None,
-    condition: Sequence[str] = (),
-    weights: str | None = None,
-    test_fraction: float = 0.2,
-    max_events: int | None = None,
-    n_bootstrap: int = 100,
-    seed: int = 0,
-    device: str = "auto",
-    progress: bool = False,
-    resume: bool = False,
-    **settings,
-) -> dict:
-    """Fit a surrogate to an event file, save it in ``output`` and report its fidelity.
-
-    ``settings`` go to the model (``epochs``, ``batch_size``, ``lr``, ``transforms``,
-    architecture, ...). Writes ``output``/{config.json, model.safetensors,
-    checkpoint.pt, metrics.json, fidelity.png, training.png}; returns the metrics.
-    """
-    from simkit.io import write_json
-    from simkit.surrogates import SURROGATES
-
-    if kind not in SURROGATES:
-        raise SimkitError(f"unknown surrogate kind {kind!r}; use {', '.join(SURROGATES)}")
-    if not 0.0 < test_fraction < 1.0:
-        raise SimkitError(f"the test fraction must be in (0, 1), got {test_fraction}")
-    output = Path(output)
-    if output.exists() and not output.is_dir():
-        raise SimkitError(f"{output}: exists and is not a folder")
-    needed = None if columns is None else list(dict.fromkeys([*condition, *columns]))
-    table, provenance = _read_table(input, level, needed, weights)
-    rng = np.random.default_rng([seed, 3])
-    order = rng.permutation(len(table))
-    if max_events is not None:
-        order = order[:max_events]
-    n_test = round(len(order) * test_fraction)
-    if n_test < 10 or len(order) - n_test < 10:
-        raise SimkitError(
-            f"{len(order)} passing events are too few to split off a test fraction of "
-            f"{test_fraction}"
-        )
-    # keep file order inside each part: reproducible and cheap to slice
-    test = table.mask(np.sort(order[:n_test]))
-    fit_part = table.mask(np.sort(order[n_test:]))
-
-    output.mkdir(parents=True, exist_ok=True)
-    model = SURROGATES[kind](
-        condition=condition,
-        columns=columns,
-        seed=seed,
-        device=device,
-        progress=progress,
-        checkpoint=output / "checkpoint.pt",
-        resume=resume,
-        **settings,
-    )
-    model.fit(fit_part)
-    trained_on = {
-        "file": str(input),
-        "level": level,
-        "weights": weights,
-        "events": len(fit_part),
-        "generator": provenance.get("generator"),
-        "seed": provenance.get("seed"),
-    }
-    model.save(output, extra={"trained_on": trained_on})
-
-    metrics = fidelity_report(model, test, output, n_bootstrap=n_bootstrap, seed=seed)
-    summary = model.training_
-    metrics = {
-        "kind": kind,
-        "level": level,
-        "columns": list(model.columns_),
-        "condition": list(model.condition_),
-        "events_fit": len(fit_part),
-        "events_train": summary["train_events"],
-        "events_validation": summary["val_events"],
-        "events_test": len(test),
-        "epochs": summary["epochs"],
-        "best_epoch": summary["best_epoch"],
-        "best_val_loss": _finite(summary["best_val_loss"]),
-        "stopped_early": summary["stopped_early"],
-        "skipped_steps": summary["skipped_steps"],
-        "train_seconds": summary["seconds"],
-        "train_events_per_second": summary["events_per_second"],
-        **metrics,
-        "device": summary["device"],
-        "precision": model.precision or model.default_precision,
-    }
-    write_json(output / "metrics.json", metrics)
-    plot_training(model.train_result_.history, output / "training.png", kind)
-    return metrics
-
-
-def _finite(value: float) -> float | None:
-    return float(value) if math.isfinite(value) else None
-
-
-def fidelity_report(model, test, output: Path, *, n_bootstrap: int = 100, seed: int = 0) -> dict:
-    """Generate as many events as ``test`` holds (with its contexts), compare, plot.
-
-    Returns the fidelity metrics; writes ``fidelity.png`` (per-column histograms with
-    ratio panels) into ``output``.
-    """
-    from simkit.plotting import savefig
-    from validation.metrics import two_sample_auc
-    from validation.plots import plot_columns
-
-    reference = test.select(model.columns_)
-    context = reference.select(model.condition_).features if model.condition_ else None
-    t0 = time.perf_counter()
-    generated = model.sample(len(reference), context, seed=seed + 1)
-    seconds = time.perf_counter() - t0
-    # a conditional model's events take the held-out contexts row by row, so they carry
-    # the held-out weights; an unconditional model learned the weighted distribution
-    candidate_weights = reference.weights if model.condition_ else None
-    auc = two_sample_auc(
-        reference.features,
-        generated.features,
-        reference_weights=reference.weights,
-        candidate_weights=candidate_weights,
-        n_bootstrap=n_bootstrap,
-        seed=seed,
-        device=model.device,
-    )
-    n_ref, n_cand = auc.n_reference / 2, auc.n_candidate / 2  # held-out halves
-    metrics = {
-        "test_nll": None,
-        "two_sample_auc": auc.auc,
-        "two_sample_auc_low": auc.low,
-        "two_sample_auc_high": auc.high,
-        "auc_null_sigma": math.sqrt((n_ref + n_cand + 1) / (12 * n_ref * n_cand)),
-        "sample_events_per_second": len(reference) / seconds if seconds > 0 else None,
-    }
-    if model.kind == "flow":
-        log_p = model.log_prob(reference)
-        w = reference.weights
-        metrics["test_nll"] = float(-(w * log_p).sum() / w.sum())
-    fig = plot_columns(
-        model.columns_,
-        (reference.features, reference.weights),
-        {f"{model.kind} (AUC {auc.auc:.3f})": (generated.features, candidate_weights)},
-        reference_label="held-out simulation",
-        units=model.units_,
-    )
-    savefig(fig, output / "fidelity.png")
-    return metrics
-
-
-def plot_training(history: Sequence[Mapping], path: Path, kind: str) -> Path:
-    """Training and validation loss per epoch (a GAN's critic and generator losses)."""
-    from simkit.plotting import pyplot, savefig
-
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4))
-    epochs = [h["epoch"] for h in history]
-    keys = (
-        [k for k in history[0] if k.startswith("train_") and k != "train_loss"] if history else []
-    )
-    for key in keys:
-        ax.plot(epochs, [h[key] for h in history], label=key.replace("_", " "))
-    if history and "val_loss" in history[0]:
-        target = ax.twinx() if kind == "gan" else ax
-        target.plot(epochs, [h["val_loss"] for h in history], "k--", label="validation")
-        target.set_ylabel("validation MMD²" if kind == "gan" else "")
-        if kind == "gan":
-            target.legend(loc="upper right", fontsize="small")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("weighted NLL per event" if kind == "flow" else "WGAN loss")
-    ax.legend(loc="upper left" if kind == "gan" else "best", fontsize="small")
-    return savefig(fig, path)
-
-
 def run_fit(args: argparse.Namespace) -> int:
-    from simkit.surrogates.transforms import parse_overrides
+    from simkit.tasks.surrogate import FitInputs, fit
 
-    settings: dict = {
-        "epochs": args.epochs,
-        "batch_size": args.batch_size,
-        "transforms": parse_overrides(args.transform),
-        **_architecture(args.kind, args.layers, args.hidden),
-    }
-    for name in ("lr", "patience", "precision"):
-        if getattr(args, name) is not None:
-            settings[name] = getattr(args, name)
-    if args.bootstrap < 0:
-        raise SimkitError(f"--bootstrap must be non-negative, got {args.bootstrap}")
-    metrics = fit_surrogate(
-        args.input,
-        args.output,
-        kind=args.kind,
-        level=args.level,
-        columns=args.columns,
-        condition=args.condition,
-        weights=args.weights,
-        test_fraction=args.test_fraction,
-        max_events=args.max_events,
-        n_bootstrap=args.bootstrap,
-        seed=args.seed,
-        device=args.device,
-        progress=not args.quiet,
-        resume=args.resume,
-        **settings,
-    )
-    interval = ""
-    if metrics["two_sample_auc_low"] is not None:
-        interval = f" [{metrics['two_sample_auc_low']:.3f}, {metrics['two_sample_auc_high']:.3f}]"
-    say(
-        args,
-        f"{args.kind} surrogate of {len(metrics['columns'])} columns trained on "
-        f"{metrics['events_train']} events in {metrics['train_seconds']:.1f} s "
-        f"({metrics['epochs']} epochs, best {metrics['best_epoch']}); held-out two-sample "
-        f"AUC {metrics['two_sample_auc']:.3f}{interval} on {metrics['events_test']} events; "
-        f"model, metrics.json and fidelity.png in {args.output}",
-    )
+    config = FitConfig.from_args(args, progress=not args.quiet)
+    say(args, fit(config, FitInputs.from_args(args), args.output).summary_line(args.output))
     return 0
 
 
-# --------------------------------------------------------------------------- sample
-
-
-def _parse_range(text: str) -> tuple[float, float]:
-    lo, sep, hi = text.partition(":")
-    try:
-        low, high = float(lo), float(hi)
-    except ValueError:
-        raise SimkitError(f"--condition-range {text!r}: write LO:HI with numbers") from None
-    if not sep or not (math.isfinite(low) and math.isfinite(high) and low < high):
-        raise SimkitError(f"--condition-range {text!r}: need finite LO < HI")
-    return low, high
-
-
-def sample_surrogate(
-    model_dir: str | os.PathLike,
-    output: str | os.PathLike,
-    n_events: int,
-    *,
-    condition_from: str | os.PathLike | None = None,
-    condition_range: Sequence[tuple[float, float]] | None = None,
-    seed: int = 0,
-    chunk_size: int | None = None,
-    compression: str = "gzip",
-    device: str = "auto",
-    progress: bool = False,
-) -> dict:
-    """Stream ``n_events`` from a model folder into an event file; returns timings."""
-    from tqdm.auto import tqdm
-
-    from simkit.events import Sample
-    from simkit.io import SampleWriter, make_provenance, read_sample
-    from simkit.nn import load_model
-    from simkit.surrogates import contexts_from, contexts_in_range, load_surrogate
-
-    model = load_surrogate(model_dir, device=device)
-    document, _ = load_model(model_dir, f"surrogate-{model.kind}")
-    trained_on = document.get("trained_on") or {}
-    level = trained_on.get("level", "reco")
-    context = None
-    if model.condition_:
-        if condition_from is not None:
-            source = read_sample(condition_from, levels=[level], columns=model.condition_)
-            table = source.level(level).passing()
-            context = contexts_from(table.features, table.weights)
-        elif condition_range is not None:
-            if len(condition_range) != len(model.condition_):
-                raise SimkitError(
-                    f"the model is conditioned on {', '.join(model.condition_)}: give "
-                    f"{len(model.condition_)} --condition-range value(s), got "
-                    f"{len(condition_range)}"
-                )
-            context = contexts_in_range(condition_range)
-        else:
-            raise SimkitError(
-                f"the model is conditioned on {', '.join(model.condition_)}: give "
-                "--condition-from FILE.h5 or --condition-range LO:HI"
-            )
-    elif condition_from is not None or condition_range is not None:
-        raise SimkitError("the model is not conditioned on anything: drop --condition-*")
-
-    provenance = make_provenance(
-        f"simkit.surrogates.{model.kind}",
-        seed=seed,
-        model=str(Path(model_dir).resolve()),
-        model_kind=document["kind"],
-        trained_on=trained_on,
-        events=n_events,
-        condition=list(model.condition_),
-        condition_from=None if condition_from is None else str(condition_from),
-        condition_range=None if condition_range is None else [list(r) for r in condition_range],
-    )
-    generate_s = write_s = 0.0
-    compression_opts = None if compression == "gzip" else {}
-    if compression not in ("gzip", "none"):
-        raise SimkitError(f"unknown compression {compression!r}; use gzip or none")
-    bar = tqdm(total=n_events, unit="event", unit_scale=True, disable=not progress, leave=False)
-    with SampleWriter(
-        output,
-        levels={level: model.columns_},
-        units={level: model.units_},
-        provenance=provenance,
-        compression=compression_opts,
-    ) as out:
-        chunks = model.iter_sample(n_events, context, seed=seed, chunk_size=chunk_size)
-        while True:
-            t0 = time.perf_counter()
-            table = next(chunks, None)
-            t1 = time.perf_counter()
-            generate_s += t1 - t0
-            if table is None:
-                break
-            out.append(Sample(**{level: table}))
-            write_s += time.perf_counter() - t1
-            bar.update(len(table))
-        out.update_provenance(generate_seconds=generate_s, write_seconds=write_s)
-    bar.close()
-    total = generate_s + write_s
-    return {
-        "events": n_events,
-        "generate_seconds": generate_s,
-        "write_seconds": write_s,
-        "events_per_second": n_events / total if total > 0 else None,
-        "generate_events_per_second": n_events / generate_s if generate_s > 0 else None,
-        "output": str(output),
-    }
-
-
 def run_sample(args: argparse.Namespace) -> int:
-    ranges = None
-    if args.condition_range is not None:
-        ranges = [_parse_range(text) for text in args.condition_range]
-    result = sample_surrogate(
-        args.model,
-        args.output,
-        args.events,
-        condition_from=args.condition_from,
-        condition_range=ranges,
-        seed=args.seed,
-        chunk_size=args.chunk_size,
-        compression=args.compression,
-        device=args.device,
-        progress=not args.quiet,
-    )
-    say(
-        args,
-        f"wrote {result['events']} events to {result['output']} in "
-        f"{result['generate_seconds'] + result['write_seconds']:.2f} s "
-        f"({result['events_per_second']:,.0f} events/s; generating "
-        f"{result['generate_seconds']:.2f} s, writing {result['write_seconds']:.2f} s)",
-    )
+    from simkit.tasks.surrogate import SampleInputs, sample
+
+    config = SampleConfig.from_args(args, progress=not args.quiet)
+    say(args, sample(config, SampleInputs.from_args(args), args.output).summary_line())
     return 0

@@ -37,8 +37,9 @@ from typing import Any
 import numpy as np
 
 from simkit.errors import SimkitError
-from simkit.pipeline.config import SR_COLUMN, load_config
+from simkit.pipeline.config import SR_COLUMN, detector_names, load_config
 from simkit.pipeline.stages import Stage, StageResult, run_stage
+from simkit.regions import region_text
 
 
 @dataclass
@@ -60,29 +61,6 @@ class RunContext:
         that stages never share a random stream and a new stage changes no other."""
         sequence = np.random.SeedSequence([self.config["run"]["seed"], zlib.crc32(name.encode())])
         return int(sequence.generate_state(1, np.uint32)[0] % (2**31 - 1))
-
-    def quiet_flag(self) -> list[str]:
-        return ["--quiet"] if self.quiet else []
-
-
-def simkit_command(argv: Sequence[Any]) -> str:
-    """Run one ``simkit`` command in this process, as a user would type it.
-
-    Errors propagate as exceptions (a :class:`SimkitError` keeps its one line); returns
-    the command as a shell line for the report.
-    """
-    from simkit.cli import build_parser
-
-    argv = [str(a) for a in argv]
-    line = shlex.join(["simkit", *argv])
-    try:
-        args = build_parser().parse_args(argv)
-    except SystemExit as exc:  # the pipeline built a command argparse refuses: a bug here
-        raise RuntimeError(f"the pipeline built an invalid command: {line}") from exc
-    status = args.func(args)
-    if status:
-        raise SimkitError(f"`{line}` ended with status {status}")
-    return line
 
 
 # --------------------------------------------------------------------------- 1. sim
@@ -274,16 +252,22 @@ def stage_data(ctx: RunContext) -> Stage:
 # --------------------------------------------------------------------------- 3. surrogates
 
 
-def _surrogate_settings(ctx: RunContext, kind: str) -> dict:
-    from simkit.cli.surrogate import _architecture
+def fit_config(ctx: RunContext, kind: str, seed: int):
+    """The surrogate fit's task config from ``[surrogate]``."""
+    from simkit.tasks.surrogate import FitConfig
 
-    options = ctx.config["surrogate"][kind]
-    return {
-        "epochs": options["epochs"],
-        "batch_size": options["batch_size"],
-        "patience": options["patience"],
-        **_architecture(kind, options["layers"], options["hidden"]),
-    }
+    sur = ctx.config["surrogate"]
+    options = sur[kind]
+    return FitConfig(
+        kind=kind,
+        columns=sur["columns"],
+        condition=sur["condition"],
+        **{k: options[k] for k in ("epochs", "batch_size", "layers", "hidden", "patience")},
+        bootstrap=sur["bootstrap"],
+        seed=seed,
+        device=ctx.device,
+        progress=not ctx.quiet,
+    )
 
 
 def _fit_and_sample(
@@ -295,38 +279,29 @@ def _fit_and_sample(
     weights: str | None = None,
 ) -> dict:
     """Fit one surrogate to the simulation, then sample ``{file: (events, contexts)}``,
-    on ``[run] threads`` torch CPU threads."""
-    from simkit.cli.surrogate import fit_surrogate, sample_surrogate
+    on ``[run] threads`` torch CPU threads; the summary holds the commands."""
     from simkit.nn import cpu_threads, resolve_device
+    from simkit.tasks.base import command_line
+    from simkit.tasks.surrogate import FitInputs, SampleConfig, SampleInputs, fit, sample
 
-    sur = ctx.config["surrogate"]
     model = folder / "model"
     threads = ctx.config["run"]["threads"]
-    summary: dict = {}
+    config = fit_config(ctx, kind, seed)
+    inputs = FitInputs(input=str(ctx.path("sim", "sim.h5")), weights=weights)
+    summary: dict = {"commands": [command_line("surrogate fit", inputs, config, output=model)]}
     with cpu_threads(threads, ctx.device):
-        fit = fit_surrogate(
-            ctx.path("sim", "sim.h5"),
-            model,
-            kind=kind,
-            columns=sur["columns"],
-            condition=sur["condition"],
-            weights=weights,
-            n_bootstrap=sur["bootstrap"],
-            seed=seed,
-            device=ctx.device,
-            progress=not ctx.quiet,
-            **_surrogate_settings(ctx, kind),
+        metrics = fit(config, inputs, model).metrics
+        summary.update(
+            {f"fit_{k}": v for k, v in metrics.items() if not isinstance(v, (list, dict))}
         )
-        summary.update({f"fit_{k}": v for k, v in fit.items() if not isinstance(v, (list, dict))})
         for n, (name, (events, contexts)) in enumerate(samples.items()):
-            rate = sample_surrogate(
-                model,
-                folder / name,
-                events,
-                condition_from=contexts,
-                seed=seed + 1 + n,
-                device=ctx.device,
-                progress=not ctx.quiet,
+            what = SampleInputs(model=str(model), condition_from=str(contexts))
+            options = SampleConfig(
+                events=events, seed=seed + 1 + n, device=ctx.device, progress=not ctx.quiet
+            )
+            rate = sample(options, what, folder / name).metrics
+            summary["commands"].append(
+                command_line("surrogate sample", what, options, output=folder / name)
             )
             stem = Path(name).stem
             summary[f"{stem}_events"] = events
@@ -335,25 +310,6 @@ def _fit_and_sample(
     summary["device"] = str(resolve_device(ctx.device))
     summary["threads"] = threads
     return summary
-
-
-def _fit_command(ctx, kind, model, seed, weights=None) -> str:
-    sur = ctx.config["surrogate"]
-    options = sur[kind]
-    argv = ["simkit", "surrogate", "fit", "--kind", kind, "--input", str(ctx.path("sim", "sim.h5"))]
-    argv += ["--columns", *sur["columns"], "--condition", *sur["condition"]]
-    if weights:
-        argv += ["--weights", weights]
-    for flag in ("epochs", "batch_size", "layers", "hidden", "patience"):
-        argv += [f"--{flag.replace('_', '-')}", str(options[flag])]
-    argv += ["--bootstrap", str(sur["bootstrap"]), "--seed", str(seed), "-o", str(model)]
-    return shlex.join(argv)
-
-
-def _sample_command(model, events, contexts, seed, output) -> str:
-    argv = ["simkit", "surrogate", "sample", model, "--events", events]
-    argv += ["--condition-from", contexts, "--seed", seed, "-o", output]
-    return shlex.join(str(a) for a in argv)
 
 
 def stage_surrogate(ctx: RunContext, kind: str) -> Stage:
@@ -374,14 +330,7 @@ def stage_surrogate(ctx: RunContext, kind: str) -> Stage:
 
     def action(folder: Path) -> dict:
         # contexts from the simulation's own mjj spectrum: the surrogate as fitted
-        summary = _fit_and_sample(ctx, folder, kind, seed, {"surrogate.h5": (sur["events"], sim)})
-        summary["commands"] = [
-            _fit_command(ctx, kind, folder / "model", seed),
-            _sample_command(
-                folder / "model", sur["events"], sim, seed + 1, folder / "surrogate.h5"
-            ),
-        ]
-        return summary
+        return _fit_and_sample(ctx, folder, kind, seed, {"surrogate.h5": (sur["events"], sim)})
 
     return Stage(name, action, settings=settings, inputs=[sim], outputs=["model", "surrogate.h5"])
 
@@ -417,7 +366,7 @@ def _blind(ctx: RunContext) -> dict:
     """The task options that blind the signal region (``[unfold] blind``), or none."""
     if not ctx.config["unfold"]["blind"]:
         return {}
-    return {"blind": _region_arg(ctx.config["detect"]["signal_region"]), "blind_column": SR_COLUMN}
+    return {"blind": region_text(ctx.config["detect"]["signal_region"]), "blind_column": SR_COLUMN}
 
 
 def stage_unfold(ctx: RunContext) -> Stage:
@@ -519,17 +468,7 @@ def stage_validated(ctx: RunContext, kind: str) -> Stage:
             "surrogate.h5": (sur["events"], contexts),
             "surrogate_sr.h5": (sur["sr_events"], contexts_sr),
         }
-        weights = push_weights_spec(ctx)
-        summary = _fit_and_sample(ctx, folder, kind, seed, samples, weights=weights)
-        model = folder / "model"
-        summary["commands"] = [
-            _fit_command(ctx, kind, model, seed, weights),
-            _sample_command(model, sur["events"], contexts, seed + 1, folder / "surrogate.h5"),
-            _sample_command(
-                model, sur["sr_events"], contexts_sr, seed + 2, folder / "surrogate_sr.h5"
-            ),
-        ]
-        return summary
+        return _fit_and_sample(ctx, folder, kind, seed, samples, weights=push_weights_spec(ctx))
 
     return Stage(
         name,
@@ -693,15 +632,6 @@ def stage_compare(ctx: RunContext) -> Stage:
 # --------------------------------------------------------------------------- 7. detect
 
 
-def detector_names(config: Mapping) -> list[tuple[str, str]]:
-    """(model, label option) of every detector, in config order."""
-    return [(m, lab) for m in config["detect"]["models"] for lab in config["detect"]["labels"]]
-
-
-def _region_arg(window: Sequence[float]) -> str:
-    return f"{window[0]:g}:{window[1]:g}"
-
-
 def stage_detect(ctx: RunContext, model: str, labels: str) -> Stage:
     name = f"detect-{model}-{labels}"
     det = ctx.config["detect"]
@@ -713,25 +643,35 @@ def stage_detect(ctx: RunContext, model: str, labels: str) -> Stage:
     data, signal = ctx.path("data", "data.h5"), ctx.path("data", "signal.h5")
 
     def action(folder: Path) -> dict:
-        import json
+        from simkit.tasks.base import command_line
+        from simkit.tasks.detect import ScoreConfig, ScoreInputs, TrainConfig, TrainInputs, train
+        from simkit.tasks.detect import score as score_events
 
         det_dir = folder / "model"
-        argv = ["detect", "train", "--input", training, "--model", model, "--labels", labels]
-        argv += ["--signal-region", _region_arg(det["signal_region"])]
-        if det["sidebands"]:
-            argv += ["--sidebands", _region_arg(det["sidebands"])]
-        if det["features"]:
-            argv += ["--features", *det["features"]]
-        argv += ["--tag", det["tag"], "--epochs", det["epochs"]]
-        if det["latent"] is not None:
-            argv += ["--latent", det["latent"]]
-        argv += ["--beta", det["beta"], "--patience", det["patience"]]
-        argv += ["--seed", seed, "--device", ctx.device, "-o", det_dir, *ctx.quiet_flag()]
-        commands = [simkit_command(argv)]
+        config = TrainConfig(
+            model=model,
+            labels=labels,
+            signal_region=region_text(det["signal_region"]),
+            sidebands=region_text(det["sidebands"]) if det["sidebands"] else None,
+            features=det["features"] or None,
+            tag=det["tag"],
+            epochs=det["epochs"],
+            latent=det["latent"],
+            beta=det["beta"],
+            patience=det["patience"],
+            seed=seed,
+            device=ctx.device,
+            progress=not ctx.quiet,
+        )
+        inputs = TrainInputs(input=(str(training),))
+        log = None if ctx.quiet else ctx.log
+        metrics = train(config, inputs, det_dir, log=log).metrics
+        commands = [command_line("detect train", inputs, config, output=det_dir)]
+        scoring = ScoreConfig(device=ctx.device, progress=not ctx.quiet)
         for source, output in ((data, "scores_data.h5"), (signal, "scores_signal.h5")):
-            argv = ["detect", "score", det_dir, "--input", source, "--device", ctx.device]
-            commands.append(simkit_command([*argv, "-o", folder / output, *ctx.quiet_flag()]))
-        metrics = json.loads((det_dir / "metrics.json").read_text())
+            what = ScoreInputs(model=str(det_dir), input=(str(source),))
+            score_events(scoring, what, folder / output)
+            commands.append(command_line("detect score", what, scoring, output=folder / output))
         return {
             "model": model,
             "labels": labels,
@@ -769,76 +709,26 @@ def evaluate_detector(ctx: RunContext, detector_dir: Path, out: Path) -> dict:
 
     The ROC takes the data's background events in the signal region against every
     signal event there — those injected into the data *and* those of the signal-only
-    sample — so that ε_S rests on more than the few injected events; ε_B comes from the
-    data's background alone. The cut for the bump hunt is fixed on the data themselves
-    (``target_eps_b`` of all data events; labels never enter), and the bump hunt fits
-    the data's mjj spectrum after it.
+    sample (:func:`simkit.tasks.detect.evaluate` with ``signal``); the cut for the bump
+    hunt is fixed on the data themselves (labels never enter).
     """
-    from detectors.evaluate import evaluate, save_bump_hunt
-    from simkit.cli.detect import _choose_score, _read_scored
-    from simkit.io import inspect, write_json
-    from simkit.regions import SignalRegion
+    from simkit.tasks.detect import EvaluateConfig, EvaluateInputs, evaluate
 
     ev, det = ctx.config["evaluate"], ctx.config["detect"]
-    data_path, signal_path = detector_dir / "scores_data.h5", detector_dir / "scores_signal.h5"
-    score = _choose_score(inspect(data_path), None, data_path)
-    scores, weights, labels, mjj = _read_scored(data_path, score, "reco", SR_COLUMN)
-    sig_scores, sig_weights, _, sig_mjj = _read_scored(signal_path, score, "reco", SR_COLUMN)
-    sidebands = det["sidebands"] or (-np.inf, np.inf)
-    region = SignalRegion(SR_COLUMN, *det["signal_region"], *sidebands)
-    in_sr, sig_in_sr = region.inside(mjj), region.inside(sig_mjj)
-    common = {
-        "min_background": ev["min_background"],
-        "eps_b_targets": ev["eps_b_targets"],
-        "target_eps_b": ev["target_eps_b"],
-        "calibration_scores": scores,
-        "calibration_weights": weights,
-        "score_name": score,
-    }
-    roc = evaluate(
-        np.concatenate([scores[in_sr], sig_scores[sig_in_sr]]),
-        labels=np.concatenate([labels[in_sr], np.ones(int(sig_in_sr.sum()), np.int8)]),
-        weights=np.concatenate([weights[in_sr], sig_weights[sig_in_sr]]),
-        roc_events="all",
-        **common,
-    )
-    hunt = evaluate(
-        scores,
-        labels=labels,
-        weights=weights,
-        mjj=mjj,
-        signal_region=region,
+    config = EvaluateConfig(
+        signal_region=region_text(det["signal_region"]),
+        sidebands=region_text(det["sidebands"]) if det["sidebands"] else None,
+        min_background=ev["min_background"],
+        eps_b_targets=ev["eps_b_targets"],
+        target_eps_b=ev["target_eps_b"],
         bin_width=ev["bin_width"],
-        mjj_range=tuple(ev["mjj_range"]) if ev["mjj_range"] else None,
-        **common,
+        mjj_range=region_text(ev["mjj_range"]) if ev["mjj_range"] else None,
     )
-    metrics = hunt.metrics()
-    metrics["auc_injected_only"] = metrics.pop("auc")
-    metrics["max_sic_injected_only"] = metrics.pop("max_sic")
-    for key in ("eps_s_at_eps_b", "eps_s_at_eps_b_error", "background_events_at_eps_b"):
-        metrics.pop(key, None)
-    if roc.performance is not None:
-        metrics.update(roc.performance.metrics())
-    else:
-        metrics.update(auc=None, max_sic=None, eps_s_at_eps_b=None)
-    # the ROC's evaluation has no mjj on purpose (the bump hunt is the data's): drop its
-    # "no bump hunt" note, keep every other
-    roc_notes = [n for n in roc.notes if "bump hunt" not in n]
-    metrics["notes"] = list(dict.fromkeys([*roc_notes, *hunt.notes]))
-    metrics.update(
-        roc_events="data background in the signal region + every signal event there "
-        "(injected and signal-only sample)",
-        roc_background_events=int((labels[in_sr] == 0).sum()),
-        roc_signal_injected=int((labels[in_sr] == 1).sum()),
-        roc_signal_test=int(sig_in_sr.sum()),
-        data_events=len(scores),
+    inputs = EvaluateInputs(
+        scores=str(detector_dir / "scores_data.h5"),
+        signal=str(detector_dir / "scores_signal.h5"),
     )
-    out.mkdir(parents=True, exist_ok=True)
-    roc.save_plots(out)  # roc.png, sic.png, scores.png (signal-region events, with the cut)
-    if hunt.bump is not None:
-        save_bump_hunt(hunt.bump, out / "bump_hunt.png")
-    write_json(out / "metrics.json", {"scores": str(data_path), **metrics})
-    return metrics
+    return evaluate(config, inputs, out).metrics
 
 
 def stage_evaluate(ctx: RunContext) -> Stage:
@@ -993,7 +883,7 @@ def stage_search(ctx: RunContext) -> Stage:
             )
         result.save(folder)
         best = result.best
-        window = _region_arg(settings["signal_region"])
+        window = region_text(settings["signal_region"])
         common = ["--features", ",".join(settings["features"])]
         common += ["--classifier", settings["classifier"], "--folds", settings["folds"]]
         common += ["--ensemble", settings["ensemble"], "--oversample", settings["oversample"]]

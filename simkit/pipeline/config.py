@@ -719,3 +719,8 @@ def _cross_check(cfg: dict, where: str) -> list[str]:
             "(the data stage stops if so)"
         )
     return warnings
+
+
+def detector_names(config: Mapping) -> list[tuple[str, str]]:
+    """(model, label option) of every detector of a resolved config, in config order."""
+    return [(m, lab) for m in config["detect"]["models"] for lab in config["detect"]["labels"]]

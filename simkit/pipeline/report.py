@@ -621,7 +621,7 @@ def _search_section(doc: HtmlReport, ctx, results: Mapping) -> None:
 
 def _provenance(doc: HtmlReport, ctx, results: Mapping) -> None:
     from simkit.io import inspect
-    from simkit.pipeline.chain import detector_names
+    from simkit.pipeline.config import detector_names
 
     doc.heading("Provenance")
     doc.paragraph(

@@ -54,8 +54,12 @@ class Options:
     def cli_defaults(cls, parser: argparse.ArgumentParser) -> None:
         """Give ``parser``'s options their defaults from this dataclass (the one place
         they are declared)."""
-        dests = {a.dest for a in parser._actions}
-        parser.set_defaults(**{k: v for k, v in cls.defaults().items() if k in dests})
+        actions = {a.dest: a for a in parser._actions}
+        values = {k: v for k, v in cls.defaults().items() if k in actions}
+        for name, value in values.items():  # argparse appends to a list default
+            if isinstance(actions[name], argparse._AppendAction) and value is not None:
+                values[name] = list(value)
+        parser.set_defaults(**values)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace | Mapping, **overrides) -> Options:

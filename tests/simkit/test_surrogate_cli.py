@@ -90,7 +90,7 @@ def test_fit_writes_model_metrics_and_report(fitted):
     assert metrics["condition"] == ["mjj"] and metrics["columns"] == ["mjj", "m_j1", "tau21_j1"]
     assert 0.0 <= metrics["two_sample_auc"] <= 1.0 and metrics["test_nll"] is not None
     assert metrics["precision"] == "fp32"
-    from simkit.cli.surrogate import FIT_METRICS
+    from simkit.tasks.surrogate import FIT_METRICS
 
     assert set(metrics) == set(FIT_METRICS)
 
