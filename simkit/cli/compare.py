@@ -15,7 +15,7 @@ from simkit.cli import (
     say,
     subparser,
 )
-from simkit.tasks.compare import CompareConfig
+from simkit.cli.parser import task_defaults
 
 #: Exit status of ``--strict`` when the candidate is not validated (bad input is 2).
 NOT_VALIDATED_EXIT = 4
@@ -102,12 +102,12 @@ def register(sub, common) -> None:
     add_seed(p)
     add_device(p)
     add_output(p, "output folder for metrics.json and plots")
-    CompareConfig.cli_defaults(p)  # every default from the task's config
+    task_defaults(p, "simkit.tasks.compare:CompareConfig")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from simkit.tasks.compare import CompareInputs
+    from simkit.tasks.compare import CompareConfig, CompareInputs
     from simkit.tasks.compare import run as compare
 
     config = CompareConfig.from_args(args, progress=not args.quiet)

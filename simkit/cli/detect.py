@@ -19,7 +19,7 @@ from simkit.cli import (
     subparser,
     widths,
 )
-from simkit.tasks.detect import EvaluateConfig, ScoreConfig, TrainConfig
+from simkit.cli.parser import task_defaults
 
 LEVELS = ("reco", "gen")
 
@@ -178,12 +178,12 @@ def _register_train(actions, common) -> None:
     _add_threads(g)
     add_seed(p)
     add_output(p, "output folder for the trained detector")
-    TrainConfig.cli_defaults(p)  # every default from the task's config
+    task_defaults(p, "simkit.tasks.detect:TrainConfig", "simkit.tasks.detect:TrainInputs")
     p.set_defaults(func=run_train)
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from simkit.tasks.detect import TrainInputs, train
+    from simkit.tasks.detect import TrainConfig, TrainInputs, train
 
     config = TrainConfig.from_args(args, progress=not args.quiet)
     result = train(config, TrainInputs.from_args(args), args.output, log=lambda x: say(args, x))
@@ -222,12 +222,12 @@ def _register_score(actions, common) -> None:
     add_device(p)
     _add_threads(p)
     add_output(p, "output event file with the scores (.h5)")
-    ScoreConfig.cli_defaults(p)  # every default from the task's config
+    task_defaults(p, "simkit.tasks.detect:ScoreConfig")
     p.set_defaults(func=run_score)
 
 
 def run_score(args: argparse.Namespace) -> int:
-    from simkit.tasks.detect import ScoreInputs, score
+    from simkit.tasks.detect import ScoreConfig, ScoreInputs, score
 
     config = ScoreConfig.from_args(args, progress=not args.quiet)
     say(args, score(config, ScoreInputs.from_args(args), args.output).summary_line())
@@ -299,12 +299,12 @@ def _register_evaluate(actions, common) -> None:
     )
     p.add_argument("--sqrt-s", type=positive_float, help="collision energy (GeV), x = mjj/√s")
     add_output(p, "output folder for metrics.json and plots")
-    EvaluateConfig.cli_defaults(p)  # every default from the task's config
+    task_defaults(p, "simkit.tasks.detect:EvaluateConfig")
     p.set_defaults(func=run_evaluate)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from simkit.tasks.detect import EvaluateInputs, evaluate
+    from simkit.tasks.detect import EvaluateConfig, EvaluateInputs, evaluate
 
     result = evaluate(EvaluateConfig.from_args(args), EvaluateInputs.from_args(args), args.output)
     for line in result.summary_lines(args.output):

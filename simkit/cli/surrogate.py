@@ -23,7 +23,7 @@ from simkit.cli import (
     say,
     subparser,
 )
-from simkit.tasks.surrogate import FitConfig, SampleConfig
+from simkit.cli.parser import task_defaults
 
 
 def register(sub, common) -> None:
@@ -121,7 +121,7 @@ def register(sub, common) -> None:
     add_device(fit)
     add_seed(fit)
     add_output(fit, "model folder (also gets metrics.json, fidelity.png, training.png)")
-    FitConfig.cli_defaults(fit)  # every default from the task's config
+    task_defaults(fit, "simkit.tasks.surrogate:FitConfig")
     fit.set_defaults(func=run_fit)
 
     sample = subparser(
@@ -161,12 +161,12 @@ def register(sub, common) -> None:
     add_device(sample)
     add_seed(sample)
     add_output(sample, "output event file (.h5)")
-    SampleConfig.cli_defaults(sample)  # every default from the task's config
+    task_defaults(sample, "simkit.tasks.surrogate:SampleConfig")
     sample.set_defaults(func=run_sample)
 
 
 def run_fit(args: argparse.Namespace) -> int:
-    from simkit.tasks.surrogate import FitInputs, fit
+    from simkit.tasks.surrogate import FitConfig, FitInputs, fit
 
     config = FitConfig.from_args(args, progress=not args.quiet)
     say(args, fit(config, FitInputs.from_args(args), args.output).summary_line(args.output))
@@ -174,7 +174,7 @@ def run_fit(args: argparse.Namespace) -> int:
 
 
 def run_sample(args: argparse.Namespace) -> int:
-    from simkit.tasks.surrogate import SampleInputs, sample
+    from simkit.tasks.surrogate import SampleConfig, SampleInputs, sample
 
     config = SampleConfig.from_args(args, progress=not args.quiet)
     say(args, sample(config, SampleInputs.from_args(args), args.output).summary_line())

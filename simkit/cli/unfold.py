@@ -18,7 +18,7 @@ from simkit.cli import (
     widths,
 )
 from simkit.cli.compare import add_gate_options
-from simkit.tasks.unfold import UnfoldConfig
+from simkit.cli.parser import task_defaults
 
 
 def register(sub, common) -> None:
@@ -124,7 +124,7 @@ def register(sub, common) -> None:
     )
     add_device(p)
     add_output(p, "output folder")
-    UnfoldConfig.cli_defaults(p)  # every default from the task's config
+    task_defaults(p, "simkit.tasks.unfold:UnfoldConfig")
     p.set_defaults(func=run)
 
 

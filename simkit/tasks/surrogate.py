@@ -358,6 +358,21 @@ def sample_surrogate(
 # --------------------------------------------------------------------------- tasks
 
 
+def _model_defaults() -> dict:
+    import inspect
+
+    from simkit.surrogates.base import Surrogate
+
+    return {
+        name: p.default
+        for name, p in inspect.signature(Surrogate.__init__).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
+
+
+_MODEL = _model_defaults()
+
+
 @dataclass(frozen=True)
 class FitConfig(Options):
     """``simkit surrogate fit``'s settings; model settings left None take the model's
@@ -367,8 +382,8 @@ class FitConfig(Options):
     level: str = option("reco", choices=("reco", "gen"))
     columns: tuple[str, ...] | None = None
     condition: tuple[str, ...] = ()
-    epochs: int = 50
-    batch_size: int = 256
+    epochs: int = _MODEL["epochs"]
+    batch_size: int = _MODEL["batch_size"]
     lr: float | None = None
     patience: int | None = None
     test_fraction: float = 0.2
