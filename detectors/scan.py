@@ -35,6 +35,7 @@ import numpy as np
 from detectors.labels import SR_COLUMN, SignalRegion
 from simkit.errors import SimkitError
 from simkit.events import EventTable
+from simkit.progress import progress_bar
 
 #: The scan's defaults: window width in units of σ(m)·m, and the data events the highest
 #: window must hold.
@@ -193,15 +194,14 @@ def scan(
     Returns a :class:`detectors.search.SearchResult` whose ``scan`` holds the windows'
     range, the global significance and its inputs.
     """
-    from tqdm.auto import tqdm
-
     from detectors.search import SearchConfig, SearchResult, search_window
 
     config = config or SearchConfig()
     if not windows:
         raise SimkitError("no window to scan")
     results = []
-    for i, window in enumerate(tqdm(windows, desc="scan", disable=not progress)):
+    bar = progress_bar(windows, desc="scan", unit="window", enabled=progress)
+    for i, window in enumerate(bar):
         template = template_for(window)
         results.append(
             search_window(

@@ -266,7 +266,7 @@ class TemplateClassifier:
         data_weights: np.ndarray | None = None,
         template_weights: np.ndarray | None = None,
     ) -> TemplateClassifier:
-        from tqdm.auto import tqdm
+        from simkit.progress import progress_bar
 
         config = self.config
         x_data = _features(data, "data")
@@ -298,7 +298,9 @@ class TemplateClassifier:
         self.models_: list[list[_Fitted]] = []
         self.data_score_ = np.zeros(len(x_data))
         self.template_score_ = np.zeros(len(x_template))
-        bar = tqdm(total=k * config.ensemble, desc="template classifier", disable=not self.progress)
+        bar = progress_bar(
+            total=k * config.ensemble, desc="template classifier", enabled=self.progress
+        )
         for fold in range(k):
             train_d = self.data_fold_ != fold
             train_t = self.template_fold_ != fold

@@ -422,19 +422,16 @@ def train(
         if state.get("stopped_early"):
             start_epoch = config.epochs  # the run had finished: nothing more to do
 
-    try:
-        from tqdm.auto import tqdm
+    from simkit.progress import progress_bar
 
-        bar = tqdm(
-            total=config.epochs,
-            initial=start_epoch,
-            desc=config.desc,
-            disable=not config.progress,
-            unit="epoch",
-            leave=False,
-        )
-    except ImportError:  # pragma: no cover - tqdm is a dependency
-        bar = None
+    bar = progress_bar(
+        total=config.epochs,
+        initial=start_epoch,
+        desc=config.desc,
+        enabled=config.progress,
+        unit="epoch",
+        leave=False,
+    )
 
     for epoch in range(start_epoch, config.epochs):
         t0 = time.perf_counter()
@@ -519,18 +516,16 @@ def train(
                 },
                 checkpoint,
             )
-        if bar is not None:
-            bar.update(1)
-            post = {"loss": f"{record['train_loss']:.4g}"}
-            if "val_loss" in record:
-                post["val"] = f"{record['val_loss']:.4g}"
-            bar.set_postfix(post)
+        bar.update(1)
+        post = {"loss": f"{record['train_loss']:.4g}"}
+        if "val_loss" in record:
+            post["val"] = f"{record['val_loss']:.4g}"
+        bar.set_postfix(post)
         if on_epoch_end is not None:
             on_epoch_end(record)
         if stop:
             break
-    if bar is not None:
-        bar.close()
+    bar.close()
     if config.restore_best and best_state is not None:
         for name, m in modules.items():
             m.load_state_dict(best_state[name])

@@ -473,7 +473,7 @@ def run_shards(
     the finished shards stay in ``plan.folder`` for ``resume=True``; a run that finished
     no shard leaves nothing behind. ``keep`` keeps the shard folder after the merge.
     """
-    from tqdm.auto import tqdm
+    from simkit.progress import progress_bar
 
     if retries < 0:
         raise SimkitError(f"retries must be ≥ 0, got {retries}")
@@ -481,13 +481,13 @@ def run_shards(
         parse_scheduler(scheduler)  # a nonsensical scheduler fails before any work
     todo = plan.prepare(resume)
     done_events = sum(plan.sizes) - sum(plan.sizes[i] for i in todo)
-    bar = tqdm(
+    bar = progress_bar(
         total=sum(plan.sizes),
         initial=done_events,
         desc=desc,
         unit=unit,
         unit_scale=True,
-        disable=not progress,
+        enabled=progress,
     )
     try:
         with bar:

@@ -473,10 +473,10 @@ def bootstrap_auc_interval(
     level: float = 0.95,
 ) -> tuple[float, float]:
     """Central ``level`` percentile interval of the AUC over Poisson(1) bootstrap replicas."""
-    from tqdm.auto import tqdm
+    from simkit.progress import progress_bar
 
     replicas = np.empty(n_bootstrap)
-    for k in tqdm(range(n_bootstrap), desc="bootstrap", disable=not progress, leave=False):
+    for k in progress_bar(range(n_bootstrap), desc="bootstrap", enabled=progress, leave=False):
         replicas[k] = roc_auc(scores, labels, weights * rng.poisson(1.0, len(weights)))
     low, high = np.quantile(replicas, [(1 - level) / 2, (1 + level) / 2])
     return float(low), float(high)
@@ -588,14 +588,14 @@ def auc_null_distribution(
     >>> null.aucs.shape, bool(0.01 < null.null_sigmas[0] < 0.03)
     ((3,), True)
     """
-    from tqdm.auto import tqdm
+    from simkit.progress import progress_bar
 
     if trials < 2:
         raise SimkitError(f"the AUC null distribution needs at least 2 trials, got {trials}")
     x = _features(sample, "candidate")
     w = _weights(weights, len(x), "candidate")
     aucs, sigmas = np.empty(trials), np.empty(trials)
-    for k in tqdm(range(trials), desc="AUC null", disable=not progress, leave=False):
+    for k in progress_bar(range(trials), desc="AUC null", enabled=progress, leave=False):
         first = np.random.default_rng([seed, 13, k]).permutation(len(x)) < len(x) // 2
         result = two_sample_auc(
             x[first],

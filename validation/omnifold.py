@@ -360,12 +360,12 @@ class OmniFold:
         diagnostics: list[dict] = []
         push = np.ones(n)
         t_start = time.perf_counter()
-        from tqdm.auto import tqdm
+        from simkit.progress import progress_bar
 
-        bar = tqdm(
+        bar = progress_bar(
             total=2 * self.iterations,
             desc="omnifold",
-            disable=not self.progress,
+            enabled=self.progress,
             unit="step",
             leave=False,
         )

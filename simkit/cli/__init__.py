@@ -15,6 +15,7 @@ import sys
 import traceback
 
 from simkit.errors import SimkitError
+from simkit.interrupt import Terminated, sigterm_raises
 
 #: Subcommand modules, in the order data flows (module ``importer`` is ``simkit import``).
 COMMANDS = (
@@ -212,12 +213,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     debug = getattr(args, "debug", False) or os.environ.get("SIMKIT_DEBUG") == "1"
     try:
-        result = args.func(args)
+        with sigterm_raises():  # a batch system's SIGTERM cleans up like Ctrl-C
+            result = args.func(args)
         return int(result or 0)
     except SimkitError as exc:
         if debug:
             traceback.print_exc()
         print(f"simkit {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except Terminated as exc:
+        print(f"simkit {args.command}: terminated (SIGTERM)", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print(f"simkit {args.command}: interrupted", file=sys.stderr)

@@ -313,9 +313,8 @@ def import_lhco(
     The output is written under a temporary name and renamed into place when complete:
     bad input leaves no output file.
     """
-    from tqdm.auto import tqdm
-
     from simkit.io import SampleWriter, make_provenance
+    from simkit.progress import progress_bar
 
     config = config or LHCOConfig()
     path = Path(path)
@@ -349,12 +348,12 @@ def import_lhco(
                 units={"reco": D.units(layout.kind == "raw")},
                 labels=layout.has_labels,
             ) as out,
-            tqdm(
+            progress_bar(
                 total=n,
                 unit="ev",
                 unit_scale=True,
                 desc=f"lhco {layout.kind}",
-                disable=None if config.progress else True,  # None: no bar off a terminal
+                enabled=config.progress,
             ) as bar,
         ):
             for chunk in _chunks(store, layout, path, config):

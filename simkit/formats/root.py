@@ -658,9 +658,8 @@ def import_root(
     ``selection`` and ``weight`` override the mapping's (``weight="none"`` drops it).
     Nothing is left at ``output`` when the input is bad.
     """
-    from tqdm.auto import tqdm
-
     from simkit.io import SampleWriter, make_provenance
+    from simkit.progress import progress_bar
 
     config = config or RootConfig()
     paths = expand_paths([files] if isinstance(files, (str, os.PathLike)) else files)
@@ -691,12 +690,12 @@ def import_root(
             labels=resolved.label is not None,
             scores=tuple(resolved.scores),
         ) as out,
-        tqdm(
+        progress_bar(
             total=total,
             unit="entry",
             unit_scale=True,
             desc="root",
-            disable=None if config.progress else True,  # None: no bar off a terminal
+            enabled=config.progress,
         ) as bar,
     ):
         for sample, entries in iter_root(paths, resolved, config):
