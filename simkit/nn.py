@@ -29,7 +29,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -346,13 +346,24 @@ def train(
     ``config.max_bad_steps`` raise :class:`TrainingError`. With ``config.checkpoint``
     a checkpoint is written after every epoch; ``config.resume`` continues from it
     exactly (same batches, same optimizer state) as if never interrupted.
+
+    Launched by ``torchrun`` (``WORLD_SIZE`` > 1), training is data-parallel with
+    DistributedDataParallel: see :mod:`simkit.distributed`. Rank 0 alone writes the
+    checkpoint and shows progress; every rank returns the same trained modules.
     """
+    from simkit import distributed
+
     config = config or TrainConfig()
     if isinstance(modules, nn.Module):
         modules = {"model": modules}
     if isinstance(objectives, Objective):
         objectives = [objectives]
-    device = resolve_device(config.device)
+    ctx = distributed.context(resolve_device(config.device))
+    device = ctx.device
+    if not ctx.primary:
+        config = replace(config, progress=False)
+    if ctx.rank:  # stochastic losses (a VAE's noise) draw independent noise on each rank
+        torch.manual_seed(torch.initial_seed() + ctx.rank)
     for m in modules.values():
         m.to(device)
 
@@ -409,7 +420,11 @@ def train(
         for sch, s in zip(schedulers, state.get("schedulers", []), strict=False):
             sch.load_state_dict(s)
         generator.set_state(state["generator"])
-        _set_global_rng(state.get("global_rng"), device)
+        ranks = state.get("global_rng_ranks")
+        if ctx.active and ranks and len(ranks) == ctx.world:
+            _set_global_rng(ranks[ctx.rank], device)
+        else:
+            _set_global_rng(state.get("global_rng"), device)
         result.history = list(state["history"])
         result.best_epoch = int(state["best_epoch"])
         result.best_val_loss = float(state["best_val_loss"])
@@ -421,6 +436,8 @@ def train(
         step = int(state["step"])
         if state.get("stopped_early"):
             start_epoch = config.epochs  # the run had finished: nothing more to do
+    # rank 0's parameters broadcast to every rank; None outside torchrun
+    ddp = ctx.wrap(modules, partial=len(objectives) > 1)
 
     from simkit.progress import progress_bar
 
@@ -440,14 +457,19 @@ def train(
         sums = [0.0] * len(objectives)
         counts = [0] * len(objectives)
         skipped_this_epoch = 0
-        for batch in _batches(train_data, config.batch_size, generator, device):
+        if ctx.active:  # this rank's part of the single-process batches
+            order = torch.randperm(train_data[0].shape[0], generator=generator)
+            batches = ctx.batches(train_data, order, config.batch_size)
+        else:
+            batches = ((b, 1.0) for b in _batches(train_data, config.batch_size, generator, device))
+        for batch, scale in batches:
             for k, (obj, opt) in enumerate(zip(objectives, optimizers, strict=False)):
                 if step % obj.every:
                     continue
                 opt.zero_grad(set_to_none=True)
                 with autocast(device, config.precision):
-                    loss = obj.loss(*batch)
-                if not torch.isfinite(loss):
+                    loss = obj.loss(*batch) if ddp is None else ddp(obj.loss, batch) * scale
+                if not (torch.isfinite(loss) if ddp is None else ctx.all_finite(loss)):
                     result.skipped_steps += 1
                     skipped_this_epoch += 1
                     if result.skipped_steps > config.max_bad_steps:
@@ -473,13 +495,15 @@ def train(
             step += 1
         for sch in schedulers:
             sch.step()
+        if ctx.active:  # the mean over ranks of scaled local means: the global batches'
+            sums = [s / ctx.world for s in ctx.sum(*sums)]
 
         record = {"epoch": epoch}
         for obj, s, c in zip(objectives, sums, counts, strict=False):
             record[f"train_{obj.name}"] = s / c if c else math.nan
         record["train_loss"] = record[f"train_{objectives[0].name}"]
         if val_tensors is not None:
-            val = evaluate_loss(modules, val_loss, val_tensors, config, device)
+            val = evaluate_loss(modules, val_loss, val_tensors, config, device, ctx=ctx)
             record["val_loss"] = val
             if math.isfinite(val) and val < result.best_val_loss - config.min_delta:
                 result.best_val_loss, result.best_epoch = val, epoch
@@ -495,14 +519,16 @@ def train(
         result.history.append(record)
         stop = bool(config.patience and bad_epochs >= config.patience)
         result.stopped_early = stop
-        if checkpoint is not None:
+        rngs = ctx.gather(_global_rng(device)) if checkpoint is not None else []
+        if checkpoint is not None and ctx.primary:
             _atomic_torch_save(
                 {
                     "modules": _state(modules),
                     "optimizers": [o.state_dict() for o in optimizers],
                     "schedulers": [s.state_dict() for s in schedulers],
                     "generator": generator.get_state(),
-                    "global_rng": _global_rng(device),
+                    "global_rng": rngs[0],
+                    **({"global_rng_ranks": rngs} if ctx.active else {}),
                     "history": result.history,
                     "best_epoch": result.best_epoch,
                     "best_val_loss": result.best_val_loss,
@@ -534,12 +560,20 @@ def train(
     return result
 
 
-def evaluate_loss(modules, loss_fn, data, config: TrainConfig, device) -> float:
-    """Mean of ``loss_fn`` over batches of ``data`` (weighted by batch size), no gradients."""
+def evaluate_loss(modules, loss_fn, data, config: TrainConfig, device, *, ctx=None) -> float:
+    """Mean of ``loss_fn`` over batches of ``data`` (weighted by batch size), no gradients.
+
+    Under torchrun (``ctx`` active) each rank evaluates its share of the events and the
+    sums are all-reduced: every rank gets the same number.
+    """
     if isinstance(modules, nn.Module):
         modules = {"model": modules}
     for m in modules.values():
         m.eval()
+    if ctx is not None and ctx.active:
+        n = data[0].shape[0]
+        mine = slice(n * ctx.rank // ctx.world, n * (ctx.rank + 1) // ctx.world)
+        data = tuple(t[mine] for t in data)
     total, count = 0.0, 0
     size = max(config.batch_size, 8192)
     with torch.no_grad():
@@ -549,6 +583,8 @@ def evaluate_loss(modules, loss_fn, data, config: TrainConfig, device) -> float:
             n = batch[0].shape[0]
             total += loss * n
             count += n
+    if ctx is not None and ctx.active:
+        total, count = ctx.sum(total, count)
     return total / count if count else math.nan
 
 
