@@ -9,6 +9,7 @@ exit; ``--debug`` shows the traceback instead.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import sys
@@ -206,6 +207,28 @@ def say(args: argparse.Namespace, *parts) -> None:
         print(*parts, flush=True)
 
 
+@contextlib.contextmanager
+def torchrun_rank_outputs(args: argparse.Namespace):
+    """Under ``torchrun`` every rank runs the command (training is data-parallel, see
+    :mod:`simkit.distributed`), but rank 0 alone writes the output and talks: the other
+    ranks run quietly into a scratch folder that is removed at the end."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    try:
+        if world > 1 and rank > 0 and getattr(args, "output", None) is not None:
+            import tempfile
+
+            with tempfile.TemporaryDirectory(prefix=f"simkit-rank{rank}-") as scratch:
+                args.quiet = True
+                args.output = os.path.join(scratch, os.path.basename(str(args.output)))
+                yield
+        else:
+            yield
+    finally:
+        if "simkit.distributed" in sys.modules:  # torch was loaded: leave the group
+            sys.modules["simkit.distributed"].shutdown()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``simkit`` console script."""
     argv = sys.argv[1:] if argv is None else argv
@@ -213,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     debug = getattr(args, "debug", False) or os.environ.get("SIMKIT_DEBUG") == "1"
     try:
-        with sigterm_raises():  # a batch system's SIGTERM cleans up like Ctrl-C
+        # a batch system's SIGTERM cleans up like Ctrl-C; under torchrun rank 0 writes
+        with sigterm_raises(), torchrun_rank_outputs(args):
             result = args.func(args)
         return int(result or 0)
     except SimkitError as exc:
