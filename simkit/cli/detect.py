@@ -20,6 +20,7 @@ from simkit.cli import (
     widths,
 )
 from simkit.cli.parser import task_defaults
+from simkit.cli.sharding import add_sharding
 
 LEVELS = ("reco", "gen")
 
@@ -218,9 +219,14 @@ def _register_score(actions, common) -> None:
         help="prefix of the score datasets (default: the model kind, e.g. vae → vae_total)",
     )
     p.add_argument("--level", choices=LEVELS, help="which level's features")
-    p.add_argument("--chunk", type=positive_int, help="events scored per chunk (memory)")
+    p.add_argument(
+        "--chunk",
+        type=positive_int,
+        help="events per shard: scored at once (memory), the unit of --jobs/--scheduler",
+    )
     add_device(p)
     _add_threads(p)
+    add_sharding(p)
     add_output(p, "output event file with the scores (.h5)")
     task_defaults(p, "simkit.tasks.detect:ScoreConfig")
     p.set_defaults(func=run_score)

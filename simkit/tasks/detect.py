@@ -229,6 +229,10 @@ class ScoreConfig(Options):
     chunk: int = 131072
     device: str = option("auto", choices=("auto", "cpu", "cuda"))
     threads: int = _DETECTOR["threads"]
+    jobs: int = 1  # local worker processes, each scoring whole shards of `chunk` rows
+    scheduler: str | None = None  # a Dask scheduler for the shards (simkit.shards)
+    resume: bool = False
+    keep_shards: bool = False
     progress: bool = option(True, cli=False)
 
 
@@ -270,59 +274,29 @@ class ScoreResult:
 
 def score(config: ScoreConfig, inputs: ScoreInputs, output) -> ScoreResult:
     """Write ``output``: the inputs' events with ``/scores/<name>_<score>`` for every
-    score of the detector (scores every input already has are carried over)."""
-    from simkit.events import Sample
-    from simkit.io import SampleWriter, iter_samples, make_provenance
-    from simkit.nn import resolve_device
-    from simkit.progress import progress_bar
+    score of the detector (scores every input already has are carried over), scored in
+    shards of ``chunk`` rows by this process, ``jobs`` processes or a Dask scheduler
+    (:func:`detectors.score.score_files`): the same bytes whichever."""
+    from detectors.score import score_files
 
-    detector = Detector.load(inputs.model)
-    detector.threads = config.threads
-    infos = inspect_inputs(inputs.input, config.level)
-    info = infos[0]
-    detector.check_columns(info.levels[config.level].columns, str(inputs.input[0]))
-    prefix = config.name or detector.model
-    names = {s: f"{prefix}_{s}" for s in detector.score_names}
-    levels = [lv for lv in info.levels if lv != "truth" and all(lv in i.levels for i in infos)]
-    kept_scores = [n for n in info.scores if all(n in i.scores for i in infos)]
-    device = resolve_device(config.device)
-    provenance = make_provenance(
-        "detectors.score",
-        input=list(inputs.input),
-        model=str(inputs.model),
-        detector=detector.describe(),
-        primary_score=names[detector.score_],
-        level=config.level,
-        input_provenance=[i.provenance for i in infos],
-    )
     t0 = time.perf_counter()
-    writer = SampleWriter(
+    summary = score_files(
+        inputs.model,
+        inputs.input,
         output,
-        levels={lv: info.levels[lv].columns for lv in levels},
-        units={lv: info.levels[lv].units for lv in levels},
-        weights=any(i.has_weights for i in infos),
-        labels=info.has_labels,
-        scores=tuple(dict.fromkeys((*kept_scores, *names.values()))),
-        provenance=provenance,
+        name=config.name,
+        level=config.level,
+        rows_per_shard=config.chunk,
+        device=config.device,
+        threads=config.threads,
+        jobs=config.jobs,
+        scheduler=config.scheduler,
+        resume=config.resume,
+        keep_shards=config.keep_shards,
+        progress=config.progress,
     )
-    total = sum(i.n_events for i in infos)
-    bar = progress_bar(total=total, enabled=config.progress, unit="ev", desc="score")
-    with writer, bar:
-        for path in inputs.input:
-            for chunk in iter_samples(path, config.chunk, levels=levels):
-                scores = detector.scores(chunk.level(config.level), device=device)
-                chunk = Sample(
-                    **{lv: chunk.level(lv) for lv in levels},
-                    provenance=chunk.provenance,
-                    scores={
-                        **{n: chunk.scores[n] for n in kept_scores},
-                        **{names[s]: v for s, v in scores.items()},
-                    },
-                )
-                writer.append(chunk)
-                bar.update(len(chunk))
     return ScoreResult(
-        Path(output), writer.n_events, time.perf_counter() - t0, names, names[detector.score_]
+        summary.output, summary.n_events, time.perf_counter() - t0, summary.names, summary.primary
     )
 
 
