@@ -163,7 +163,7 @@ def blind_window(args: argparse.Namespace) -> tuple[str, float, float] | None:
     """``(column, low, high)`` of ``--blind``, or None; a bad window is a clear error."""
     if args.blind is None:
         return None
-    from detectors.labels import SignalRegion
+    from simkit.regions import SignalRegion
 
     region = SignalRegion.parse(args.blind, column=args.blind_column, what="--blind")
     return region.column, region.low, region.high
@@ -171,8 +171,9 @@ def blind_window(args: argparse.Namespace) -> tuple[str, float, float] | None:
 
 def build_parser() -> argparse.ArgumentParser:
     from simkit import __version__
+    from simkit.cli.parser import Parser
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="simkit",
         formatter_class=_Formatter,
         description=(

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from detectors.evaluate import EPS_B_TARGETS, MIN_BACKGROUND, SQRT_S
-from detectors.labels import STRATEGIES
+from detectors.labels import DEFAULT_TAG, STRATEGIES
 from detectors.train import Detector
 from simkit.errors import SimkitError
 from simkit.regions import SIGNAL_REGION, SR_COLUMN, SignalRegion, parse_range, region_text
@@ -53,7 +53,7 @@ class TrainConfig(RegionOptions):
     labels: str = option("all", choices=STRATEGIES)
     features: tuple[str, ...] | None = None
     level: str = option("reco", choices=LEVELS)
-    tag: str | None = None  # None: detectors.labels.DEFAULT_TAG
+    tag: str = DEFAULT_TAG
     combine: str = option(_DETECTOR["combine"], choices=("max", "mean", "min"))
     latent: int | None = _DETECTOR["latent"]
     hidden: tuple[int, ...] | None = option(_DETECTOR["hidden"], format="widths")
