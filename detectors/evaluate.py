@@ -29,7 +29,7 @@ Numerical core (arrays in, numbers out); plots draw onto a given ``ax``.
 >>> import numpy as np
 >>> perf = performance(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1]), min_background=1)
 >>> perf.auc, round(perf.max_sic, 3)
-(0.75, 1.0)
+(0.75, 1.414)
 """
 
 from __future__ import annotations

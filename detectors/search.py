@@ -403,7 +403,7 @@ def choose_cut(
     >>> from types import SimpleNamespace as S
     >>> eff, z, k = choose_cut([S(efficiency=0.1, z_local=1.0), S(efficiency=0.01, z_local=3.0)])
     >>> eff, round(z, 3), k
-    (0.01, 2.778, 2)
+    (0.01, 2.782, 2)
     """
     from scipy import stats
 
