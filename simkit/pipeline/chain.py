@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import time
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -82,6 +83,7 @@ def stage_sim(ctx: RunContext) -> Stage:
         from simkit.io import inspect
 
         jobs = ctx.config["run"]["jobs"]
+        scheduler = ctx.config["run"]["scheduler"]
         path = folder / "sim.h5"
         t0 = time.perf_counter()
         generate(
@@ -90,6 +92,8 @@ def stage_sim(ctx: RunContext) -> Stage:
             seed,
             tune=gen["sim_tune"],
             jobs=jobs,
+            scheduler=scheduler,
+            resume=True,  # a stage rerun after a kill keeps the finished shards
             output=path,
             progress=not ctx.quiet,
             min_pt=gen["min_pt"],
@@ -112,8 +116,8 @@ def stage_sim(ctx: RunContext) -> Stage:
                 f"{gen['min_pt']:g}",
                 "--pthat-min",
                 f"{gen['pthat_min']:g}",
-                "--jobs",
-                str(jobs),
+                *(["--scheduler", scheduler] if scheduler else ["--jobs", str(jobs)]),
+                "--resume",
                 "-o",
                 str(path),
             ]
@@ -156,21 +160,26 @@ def stage_data(ctx: RunContext) -> Stage:
     def action(folder: Path) -> dict:
         from simkit.events import EventTable, Sample
         from simkit.generators.pythia import generate
-        from simkit.io import make_provenance, write_sample
+        from simkit.io import make_provenance, read_sample, write_sample
 
         jobs = ctx.config["run"]["jobs"]
         common = {
             "tune": gen["data_tune"],
             "jobs": jobs,
+            "scheduler": ctx.config["run"]["scheduler"],
+            "resume": True,
             "jes": gen["data_jes"],
             "min_pt": gen["min_pt"],
             "progress": not ctx.quiet,
         }
+        # generated into files of the stage folder, which Dask workers see too
+        parts = folder / "generated"
         background = generate(
             "qcd-dijet",
             gen["data_events"],
             seeds["background"],
             pthat_min=gen["pthat_min"],
+            output=parts / "background.h5",
             **common,
         )
         signal = generate(
@@ -180,8 +189,11 @@ def stage_data(ctx: RunContext) -> Stage:
             mwprime=gen["mwprime"],
             mx=gen["mx"],
             my=gen["my"],
+            output=parts / "signal.h5",
             **common,
         )
+        background, signal = read_sample(background), read_sample(signal)
+        shutil.rmtree(parts)
         # data are what the detector recorded: passing reco events, no generator level
         bkg = background.reco.passing()
         sig = signal.reco.passing()
@@ -667,7 +679,9 @@ def stage_detect(ctx: RunContext, model: str, labels: str) -> Stage:
         log = None if ctx.quiet else ctx.log
         metrics = train(config, inputs, det_dir, log=log).metrics
         commands = [command_line("detect train", inputs, config, output=det_dir)]
-        scoring = ScoreConfig(device=ctx.device, progress=not ctx.quiet)
+        scoring = ScoreConfig(
+            device=ctx.device, scheduler=ctx.config["run"]["scheduler"], progress=not ctx.quiet
+        )
         for source, output in ((data, "scores_data.h5"), (signal, "scores_signal.h5")):
             what = ScoreInputs(model=str(det_dir), input=(str(source),))
             score_events(scoring, what, folder / output)

@@ -113,6 +113,8 @@ def _document(**sections):
         (_document(compare={"pull": "yes"}), "pull must be true or false"),
         (_document(evaluate={"eps_b_targets": [0.01, 2.0]}), "must lie strictly between 0 and 1"),
         (_document(run={"device": "tpu"}), "device must be one of 'auto', 'cpu', 'cuda'"),
+        (_document(run={"scheduler": "banana"}), "scheduler is not a Dask scheduler"),
+        (_document(run={"scheduler": "local:0"}), "local:N needs a whole number"),
     ],
 )
 def test_bad_configs_are_one_line_errors(document, message):
