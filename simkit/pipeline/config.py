@@ -20,6 +20,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from detectors.labels import DEFAULT_TAG
 from detectors.scan import SCAN_MIN_COUNT, SCAN_WIDTH_FACTOR
 from detectors.search import SearchConfig
 from detectors.template import CLASSIFIERS, TemplateClassifierConfig
@@ -49,7 +50,8 @@ SUBSTRUCTURE = (
 SURROGATE_KINDS = ("flow", "gan")
 DETECTOR_MODELS = ("ae", "vae")
 LABEL_OPTIONS = ("all", "sideband", "tag-and-probe")
-SR_COLUMN = "mjj"
+from simkit.regions import SR_COLUMN  # noqa: E402  (re-exported for the pipeline)
+
 # the search's defaults are its dataclasses' (declared once, there)
 _CLASSIFIER = TemplateClassifierConfig()
 _SEARCH = SearchConfig()
@@ -244,16 +246,16 @@ SECTIONS: tuple[Section, ...] = (
             Section(
                 "flow",
                 [
-                    Key("epochs", int, 40, "most training epochs", low=1),
+                    Key("epochs", int, 50, "most training epochs", low=1),
                     Key("batch_size", int, 256, "events per step", low=1),
                     Key("layers", int, 6, "coupling layers", low=1),
-                    Key("hidden", int, 64, "width of each coupling's network", low=1),
+                    Key("hidden", int, 128, "width of each coupling's network", low=1),
                     Key(
                         "patience",
                         int,
-                        0,
+                        8,
                         "early stopping (epochs; 0 = off: under the cosine learning-rate "
-                        "decay the loss falls again late; the best epoch is kept anyway)",
+                        "decay the loss can fall again late; the best epoch is kept anyway)",
                         low=0,
                     ),
                 ],
@@ -262,7 +264,7 @@ SECTIONS: tuple[Section, ...] = (
             Section(
                 "gan",
                 [
-                    Key("epochs", int, 80, "most training epochs", low=1),
+                    Key("epochs", int, 50, "most training epochs", low=1),
                     Key("batch_size", int, 256, "events per step", low=1),
                     Key("layers", int, 3, "hidden layers of generator and critic", low=1),
                     Key("hidden", int, 256, "width of those layers", low=1),
@@ -426,8 +428,8 @@ SECTIONS: tuple[Section, ...] = (
                 optional=True,
                 check=_increasing,
             ),
-            Key("tag", str, "tau21>0.5", "tag-and-probe: the tag jet's selection", check=_tag),
-            Key("epochs", int, 100, "most training epochs", low=1),
+            Key("tag", str, DEFAULT_TAG, "tag-and-probe: the tag jet's selection", check=_tag),
+            Key("epochs", int, 200, "most training epochs", low=1),
             Key(
                 "latent",
                 int,
