@@ -44,7 +44,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from simkit.errors import SimkitError
+from simkit.errors import NotFittedError, SimkitError
+from simkit.params import HyperParameters
 from simkit.stats import effective_sample_size
 
 CLASSIFIERS = ("hgb", "mlp")
@@ -242,7 +243,7 @@ def _rank(table: tuple[np.ndarray, np.ndarray], scores: np.ndarray) -> np.ndarra
 
 
 @dataclass
-class TemplateClassifier:
+class TemplateClassifier(HyperParameters):
     """k-folded, ensembled classifier of data against a template (see the module).
 
     ``fit(data, template, data_weights=None, template_weights=None)`` returns self with:
@@ -345,7 +346,7 @@ class TemplateClassifier:
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "models_"):
-            raise SimkitError("the template classifier is not fitted yet: call fit first")
+            raise NotFittedError("the template classifier is not fitted yet: call fit first")
 
     def rank(self, x: np.ndarray, seed: int = 0) -> np.ndarray:
         """Data ranks of events never used in training (each judged by one random fold)."""

@@ -41,7 +41,7 @@ from detectors.labels import (
     jet_columns,
 )
 from detectors.models import DEFAULT_SCORE, SCORES, NetworkConfig, build_network
-from simkit.errors import SimkitError
+from simkit.errors import NotFittedError, SimkitError
 from simkit.events import EventTable
 from simkit.nn import (
     Objective,
@@ -55,8 +55,21 @@ from simkit.nn import (
     save_model,
     train,
 )
+from simkit.params import HyperParameters
 
 MODEL_KIND = "detector"
+#: Training settings a saved detector keeps (with the network's): reloading loses none.
+HYPERPARAMETERS = (
+    "epochs",
+    "batch_size",
+    "lr",
+    "weight_decay",
+    "patience",
+    "val_fraction",
+    "precision",
+    "seed",
+    "threads",
+)
 #: Batch sizes when none is asked for: large on a GPU, where a step costs the same for
 #: a few thousand events as for a few hundred; moderate on a CPU, where more steps per
 #: epoch converge faster.
@@ -71,7 +84,7 @@ def _combine(per_jet: np.ndarray, how: str) -> np.ndarray:
     return per_jet.mean(axis=1)
 
 
-class Detector:
+class Detector(HyperParameters):
     """An anomaly detector (``model`` ae | vae) or a classifier (CWoLa, supervised).
 
     ``latent`` and ``hidden`` left at None take the model's
@@ -218,7 +231,7 @@ class Detector:
 
     def _fitted(self) -> None:
         if not hasattr(self, "network_"):
-            raise SimkitError("the detector is not trained yet: call fit() or Detector.load()")
+            raise NotFittedError("the detector is not trained yet: call fit() or Detector.load()")
 
     @property
     def score_names(self) -> tuple[str, ...]:
@@ -285,15 +298,7 @@ class Detector:
             "scores": list(self.score_names),
             "strategy": self.strategy_,
             "strategy_options": self.strategy_options_,
-            "hyperparameters": {
-                "epochs": self.epochs,
-                "batch_size": self.batch_size,
-                "lr": self.lr,
-                "weight_decay": self.weight_decay,
-                "patience": self.patience,
-                "val_fraction": self.val_fraction,
-                "seed": self.seed,
-            },
+            "hyperparameters": {name: getattr(self, name) for name in HYPERPARAMETERS},
         }
 
     def save(self, folder: str | os.PathLike, extra: Mapping | None = None) -> Path:
@@ -330,7 +335,7 @@ class Detector:
             beta=network_config.beta,
             score=score,
             combine=combine,
-            **{k: hyper[k] for k in ("epochs", "lr", "patience", "seed") if k in hyper},
+            **{k: hyper[k] for k in HYPERPARAMETERS if k in hyper},
         )
         det._check()
         network = build_network(network_config)

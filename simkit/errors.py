@@ -3,12 +3,20 @@
 Anything that is the user's fault (a bad file, a bad flag, a bad config) raises
 :class:`SimkitError` with one line that names what is wrong. The command line
 prints that line and exits non-zero; ``--debug`` shows the traceback.
+
+One error type per failure, each derived from the matching builtin as well, so that
+``except ValueError`` (bad input), ``except RuntimeError`` (training could not go on)
+or ``except AttributeError`` (used before fitting, as scikit-learn's
+``NotFittedError``) work as Python users expect:
+
+>>> issubclass(FileFormatError, ValueError), issubclass(TrainingError, RuntimeError)
+(True, True)
 """
 
 from __future__ import annotations
 
 
-class SimkitError(Exception):
+class SimkitError(ValueError):
     """An error caused by input: printed as one line, exit status 2."""
 
     exit_code = 2
@@ -18,7 +26,11 @@ class FileFormatError(SimkitError):
     """A file that is not a valid simkit file (or not the kind asked for)."""
 
 
-class TrainingError(SimkitError):
+class TrainingError(SimkitError, RuntimeError):
     """Training could not go on (e.g. too many non-finite losses)."""
 
     exit_code = 3
+
+
+class NotFittedError(SimkitError, AttributeError):
+    """An estimator used before ``fit`` (or ``load``)."""

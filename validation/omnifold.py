@@ -61,6 +61,7 @@ from torch import nn
 
 from simkit.errors import SimkitError, TrainingError
 from simkit.events import Sample, in_window
+from simkit.params import HyperParameters
 from simkit.stats import effective_sample_size
 from validation.classifier import (
     ClassifierConfig,
@@ -129,7 +130,7 @@ def _finite_features(x: np.ndarray, rows: np.ndarray, name: str) -> None:
         raise SimkitError(f"{name} has a non-finite feature at row {bad}")
 
 
-class OmniFold:
+class OmniFold(HyperParameters):
     """MultiFold unfolding of all columns at once, sklearn-style.
 
     **Convergence rule.** Iteration n is the last when both hold:

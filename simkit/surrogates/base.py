@@ -14,7 +14,6 @@ minimise, and turn base noise into events.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -24,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from simkit.errors import FileFormatError, SimkitError
+from simkit.errors import FileFormatError, NotFittedError, SimkitError
 from simkit.events import EventTable
 from simkit.nn import (
     Objective,
@@ -38,6 +37,7 @@ from simkit.nn import (
     save_model,
     train,
 )
+from simkit.params import HyperParameters
 from simkit.surrogates.transforms import ColumnTransform
 
 #: ``f(start, m, rng) -> (m, C)`` physical context values for events ``start … start+m``.
@@ -108,7 +108,7 @@ def seeded_torch(seed: int, device: torch.device):
         yield
 
 
-class Surrogate:
+class Surrogate(HyperParameters):
     """Base class: ``fit(table)`` → ``sample(n, context)`` → ``save(folder)`` / ``load``.
 
     Hyperparameters shared by every surrogate (sklearn style: stored, not checked,
@@ -173,29 +173,6 @@ class Surrogate:
         self.resume = resume
 
     # ------------------------------------------------------------------ parameters
-
-    @classmethod
-    def _param_names(cls) -> list[str]:
-        names: list[str] = []
-        for klass in cls.__mro__:
-            if "__init__" not in vars(klass) or klass is object:
-                continue
-            for name, p in inspect.signature(klass.__init__).parameters.items():
-                if p.kind is p.KEYWORD_ONLY and name not in names:
-                    names.append(name)
-        return names
-
-    def get_params(self) -> dict:
-        """The hyperparameters, as given to ``__init__`` (JSON-friendly)."""
-        params = {}
-        for name in self._param_names():
-            value = getattr(self, name)
-            if isinstance(value, tuple):
-                value = list(value)
-            if isinstance(value, os.PathLike):
-                value = os.fspath(value)
-            params[name] = value
-        return params
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(condition={list(self.condition)}, seed={self.seed})"
@@ -363,7 +340,7 @@ class Surrogate:
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "net_"):
-            raise SimkitError(f"this {type(self).__name__} is not fitted yet: call fit() first")
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet: call fit() first")
 
     def _context_source(self, n: int | None, context) -> tuple[int, ContextSource | None]:
         if not self.condition_:
