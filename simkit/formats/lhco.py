@@ -25,7 +25,7 @@ import contextlib
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -291,14 +291,7 @@ def _chunks(store, layout: Layout, path: Path, config: LHCOConfig) -> Iterator[S
             table = raw_table(values, min_pt=config.min_pt)
             labels = values[:, RAW_WIDTH] if layout.has_labels else None
         if labels is not None:
-            table = EventTable(
-                features=table.features,
-                columns=table.columns,
-                weights=table.weights,
-                passed=table.passed,
-                labels=_labels(labels, path, start),
-                units=table.units,
-            )
+            table = replace(table, labels=_labels(labels, path, start))
         yield Sample(reco=table)
 
 
