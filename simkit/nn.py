@@ -411,6 +411,9 @@ def train(
     start_epoch = 0
     step = 0
     checkpoint = Path(config.checkpoint) if config.checkpoint else None
+    if ctx.active:  # every rank resumes from rank 0's checkpoint (the one written)
+        first = ctx.gather(None if checkpoint is None else str(checkpoint))[0]
+        checkpoint = None if first is None else Path(first)
     if checkpoint is not None and config.resume and checkpoint.exists():
         state = load_checkpoint(checkpoint)
         for name, m in modules.items():
