@@ -77,7 +77,7 @@ def runners(workers: list[int]):
 def _warm_imports() -> None:
     """What a long-running worker has loaded after its first shard."""
     import detectors.score  # noqa: F401
-    import simkit.generators.jets  # noqa: F401
+    import simkit.generators.jets
     import simkit.generators.pythia  # noqa: F401
 
 
