@@ -31,7 +31,7 @@ import shutil
 import time
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -826,95 +826,50 @@ def stage_search(ctx: RunContext) -> Stage:
     }[kind]
 
     def action(folder: Path) -> dict:
-        from detectors.search import SearchConfig, search
-        from detectors.template import TemplateClassifierConfig
-        from detectors.templates import build_template
-        from simkit.events import Sample
-        from simkit.io import make_provenance, read_sample, read_weights, write_sample
-        from simkit.regions import SignalRegion
+        from simkit.tasks.base import command_line
+        from simkit.tasks.search import SearchInputs, TemplateConfig, TemplateInputs
+        from simkit.tasks.search import search as search_task
+        from simkit.tasks.search import template as build
 
         seed = settings["seed"]
-        region = SignalRegion(SR_COLUMN, *settings["signal_region"])
-        data_table = read_sample(data, levels=["reco"]).reco
-        signal_table = read_sample(signal, levels=["reco"]).reco
-        loaded: dict = {}
-        if kind == "validated-flow":
-            from simkit.surrogates import load_surrogate
-
-            loaded["flow"] = load_surrogate(flow, device=ctx.device)
-        config = SearchConfig(
-            features=tuple(settings["features"]),
-            efficiencies=tuple(settings["efficiencies"]),
-            primary_efficiency=settings["primary_efficiency"],
-            bin_width=settings["bin_width"],
-            sideband_width=settings["sideband_width"],
-            sideband_correction=settings["sideband_correction"],
-            gate_alpha=settings["gate"]["alpha"],
-            gate_auc_tolerance=settings["gate"]["auc_tolerance"],
-            gate_chi2_tolerance=settings["gate"]["chi2_tolerance"],
-            classifier=TemplateClassifierConfig(
-                classifier=settings["classifier"],
-                folds=settings["folds"],
-                ensemble=settings["ensemble"],
-                oversample=settings["oversample"],
-                device=ctx.device,
-            ),
-        )
+        config = search_config(ctx, settings)
+        window = region_text(settings["signal_region"])
         if settings["scan"]:
             # every window gets its own template (OmniFold blinded to it): nothing to
             # build for the fixed signal region
-            result = _scan(ctx, settings, data_table, signal_table, config, loaded)
+            config = replace(config, scan=True, seed=seed)
+            inputs = SearchInputs(data=str(data), run=str(ctx.run_dir), signal=str(signal))
+            unfold = unfold_options(ctx)
+            result = search_task(config, inputs, folder, unfold=unfold, flow_model=str(flow))
+            commands = [command_line("search", inputs, config, output=folder)]
         else:
-            if kind in ("validated-flow", "reweighted-sim"):
-                loaded["sim"] = read_sample(sim, levels=["reco"]).reco
-                loaded["weights"] = read_weights(pull, len(loaded["sim"]))
-            if kind == "sideband-flow":
-                loaded["data"] = data_table
-            template = build_template(
-                kind, region, sideband_width=settings["sideband_width"],
-                features=settings["features"], events=settings["template_events"],
-                seed=seed, device=ctx.device, progress=not ctx.quiet, **loaded,
-            )  # fmt: skip
-            write_sample(
-                folder / "template.h5",
-                Sample(reco=template),
-                provenance=make_provenance(
-                    "simkit.pipeline.search",
-                    seed=seed,
-                    template=kind,
-                    window=settings["signal_region"],
-                ),
-            )
-            result = search(
-                data_table,
-                template,
-                [region],
-                config,
-                template_name=kind,
-                seed=seed + 1,
+            made = TemplateConfig(
+                kind=kind,
+                window=window,
+                sideband_width=settings["sideband_width"],
+                features=settings["features"],
+                events=settings["template_events"],
+                seed=seed,
+                device=ctx.device,
                 progress=not ctx.quiet,
-                extra_signal=signal_table,
             )
-        result.save(folder)
+            parts = (
+                {"data": str(data)}
+                if kind == "sideband-flow"
+                else {"sim": str(sim), "weights": pull, "flow": str(flow)}
+            )
+            source = TemplateInputs(**parts)
+            build(made, source, folder / "template.h5")
+            config = replace(config, window=window, seed=seed + 1)
+            inputs = SearchInputs(
+                data=str(data), template=str(folder / "template.h5"), signal=str(signal)
+            )
+            result = search_task(config, inputs, folder)
+            commands = [
+                command_line("template", made, source, output=folder / "template.h5"),
+                command_line("search", inputs, config, output=folder),
+            ]
         best = result.best
-        window = region_text(settings["signal_region"])
-        common = ["--features", ",".join(settings["features"])]
-        common += ["--classifier", settings["classifier"], "--folds", settings["folds"]]
-        common += ["--ensemble", settings["ensemble"], "--oversample", settings["oversample"]]
-        common += ["--seed", seed + 1, "--device", ctx.device, "-o", folder]
-        # the commands that redo this stage by hand (for the report; not run here)
-        if settings["scan"]:
-            argv = ["search", "--scan", "--run", ctx.run_dir, "--data", data]
-            argv += ["--template-kind", kind, "--events", settings["template_events"]]
-            argv += ["--scan-width", settings["scan_width"]]
-            argv += ["--scan-min-count", settings["scan_min_count"]]
-            commands = [_shell([*argv, *common])]
-        else:
-            argv = ["search", "--data", data, "--template", folder / "template.h5"]
-            build = ["template", kind, "--run", ctx.run_dir, "--window", window]
-            build += ["--events", settings["template_events"], "--seed", seed]
-            build += ["-o", folder / "template.h5"]
-            commands = [_shell(build), _shell([*argv, "--window", window, *common])]
         return {
             "template": kind,
             "classifier": settings["classifier"],
@@ -946,19 +901,37 @@ def stage_search(ctx: RunContext) -> Stage:
     )
 
 
-def _shell(argv: Sequence[Any]) -> str:
-    """A ``simkit`` command as a shell line, without running it."""
-    return shlex.join(["simkit", *(str(a) for a in argv)])
+def search_config(ctx: RunContext, settings: Mapping):
+    """The search task's config from ``[search]`` (and what it takes from elsewhere)."""
+    from simkit.tasks.search import SearchTaskConfig
+
+    return SearchTaskConfig(
+        features=settings["features"],
+        efficiencies=settings["efficiencies"],
+        primary=settings["primary_efficiency"],
+        bin_width=settings["bin_width"],
+        sideband_width=settings["sideband_width"],
+        sideband_correction=settings["sideband_correction"],
+        alpha=settings["gate"]["alpha"],
+        auc_tolerance=settings["gate"]["auc_tolerance"],
+        chi2_tolerance=settings["gate"]["chi2_tolerance"],
+        classifier=settings["classifier"],
+        folds=settings["folds"],
+        ensemble=settings["ensemble"],
+        oversample=settings["oversample"],
+        template_kind=settings["template"],
+        events=settings["template_events"],
+        scan_width=settings["scan_width"],
+        scan_min_count=settings["scan_min_count"],
+        device=ctx.device,
+        progress=not ctx.quiet,
+    )
 
 
-def _scan(ctx: RunContext, settings, data_table, signal_table, config, loaded):
-    """The search scanned across mjj (:func:`detectors.scan.blinded_scan`) with the
-    ``[unfold]`` settings for every window's OmniFold."""
-    from detectors.scan import blinded_scan
-    from simkit.io import read_sample
-
+def unfold_options(ctx: RunContext) -> dict:
+    """``[unfold]`` as OmniFold's keyword arguments, for the scan's per-window unfolding."""
     unf = ctx.config["unfold"]
-    unfold = {
+    return {
         "iterations": unf["iterations"],
         "failed_reco": unf["failed_reco"],
         "tolerance": unf["tolerance"],
@@ -967,23 +940,6 @@ def _scan(ctx: RunContext, settings, data_table, signal_table, config, loaded):
         "classifier": {"epochs": unf["epochs"], "batch_size": unf["batch_size"]},
         "columns": unf["columns"],
     }
-    return blinded_scan(
-        settings["template"],
-        read_sample(ctx.path("data", "data.h5"), levels=["reco"]),
-        read_sample(ctx.path("sim", "sim.h5")),
-        config,
-        flow=loaded.get("flow"),
-        unfold=unfold,
-        features=settings["features"],
-        events=settings["template_events"],
-        sideband_width=settings["sideband_width"],
-        width_factor=settings["scan_width"],
-        min_count=settings["scan_min_count"],
-        seed=settings["seed"],
-        device=ctx.device,
-        progress=not ctx.quiet,
-        extra_signal=signal_table,
-    )
 
 
 def stage_report(ctx: RunContext, warnings: Sequence[str]) -> Stage:

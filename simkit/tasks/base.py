@@ -14,7 +14,8 @@ the matching ``simkit`` command, named as the option's ``dest`` (``--push-tolera
 
 Field metadata: ``flag`` (the option when it is not ``--`` + the name with dashes; a
 boolean that defaults to True is switched off by its flag), ``cli=False`` (not an
-option: set from Python only), ``format="widths"`` (a tuple of ints written ``64,64``).
+option: set from Python only), ``format="widths"`` or ``"names"`` (a tuple written as one
+comma-separated word, ``64,64`` or ``m_j1,tau21_j1``).
 """
 
 from __future__ import annotations
@@ -89,8 +90,8 @@ class Options:
                 if value != (default is True):
                     words.append(flag)
                 continue
-            if f.metadata.get("format") == "widths":
-                words += [flag, ",".join(str(v) for v in value)]
+            if f.metadata.get("format") in ("widths", "names"):  # one comma-separated word
+                words += [flag, ",".join(_word(v) for v in value)]
             elif isinstance(value, (list, tuple)):
                 words += [flag, *(_word(v) for v in value)]
             else:

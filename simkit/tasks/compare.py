@@ -19,6 +19,7 @@ from simkit.tasks.unfold import GateOptions, blind_window
 class CompareConfig(GateOptions):
     """``simkit compare``'s settings; each default declared here once."""
 
+    bins: int = 40  # histogram bins per column
     level: str = option("reco", choices=("reco", "gen"))
     columns: tuple[str, ...] | None = None
     bootstrap: int = 100

@@ -27,7 +27,6 @@ class GateOptions(Options):
     alpha: float = DEFAULT_ALPHA
     auc_tolerance: float = DEFAULT_AUC_TOLERANCE
     chi2_tolerance: float = DEFAULT_CHI2_TOLERANCE
-    bins: int = 40
 
     def __post_init__(self) -> None:
         if not 0.0 < self.alpha < 1.0:
@@ -38,14 +37,13 @@ class GateOptions(Options):
             raise SimkitError(f"--auc-tolerance must be below 0.5, got {self.auc_tolerance}")
         if not self.chi2_tolerance >= 0.0:
             raise SimkitError(f"--chi2-tolerance must be ≥ 0, got {self.chi2_tolerance}")
-        if self.bins < 1:
-            raise SimkitError(f"--bins must be at least 1, got {self.bins}")
 
 
 @dataclass(frozen=True)
 class UnfoldConfig(GateOptions):
     """``simkit unfold``'s settings; each default declared here once."""
 
+    bins: int = 40  # histogram bins per column (the gate's χ² and the plots)
     columns: tuple[str, ...] | None = None
     iterations: int = 10
     tolerance: float = 2.0

@@ -23,6 +23,7 @@ from simkit.tasks.detect import (
     TrainConfig,
     TrainInputs,
 )
+from simkit.tasks.search import SearchInputs, SearchTaskConfig, TemplateConfig, TemplateInputs
 from simkit.tasks.surrogate import FitConfig, FitInputs, SampleConfig, SampleInputs
 from simkit.tasks.unfold import UnfoldConfig, UnfoldInputs
 
@@ -34,6 +35,8 @@ COMMANDS = {
     ("detect", "evaluate"): (EvaluateConfig, EvaluateInputs),
     ("surrogate", "fit"): (FitConfig, FitInputs),
     ("surrogate", "sample"): (SampleConfig, SampleInputs),
+    ("template",): (TemplateConfig, TemplateInputs),
+    ("search",): (SearchTaskConfig, SearchInputs),
 }
 
 
@@ -96,6 +99,14 @@ def test_a_config_quoted_as_a_command_parses_back_to_itself():
     args = build_parser().parse_args(argv)
     assert UnfoldConfig.from_args(args, progress=config.progress) == config
     assert UnfoldInputs.from_args(args) == inputs
+
+    search = SearchTaskConfig(
+        **_changed(SearchTaskConfig), features=("m_j1", "n_j2"), efficiencies=(0.2, 0.02)
+    )
+    where = SearchInputs(data="d.h5", template="t.h5", signal="s.h5")
+    args = build_parser().parse_args(["search", *where.argv(), *search.argv(), "-o", "x"])
+    assert SearchTaskConfig.from_args(args, progress=search.progress) == search
+    assert SearchInputs.from_args(args) == where
 
     train = TrainConfig(**_changed(TrainConfig), features=("m_j1", "tau21_j1"), tag="tau21>0.6")
     what = TrainInputs(input=("a.h5", "b.h5"), weights="w.h5:y")
