@@ -7,13 +7,14 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-all lint format bench bench-peer clean help
+.PHONY: install demo test test-all lint format docs bench bench-peer clean help
 
 help:
 	@echo "make demo      install, then run the demonstration chain (simkit demo)"
 	@echo "make test      install, then run the fast tests (< 5 min on 2 cores)"
 	@echo "make test-all  install, then run every test, slow ones too"
 	@echo "make lint      ruff check + format check"
+	@echo "make docs      install the docs extra, then build the documentation site into site/ (--strict)"
 	@echo "make bench     run the benchmarks (see BENCHMARKS.md)"
 	@echo "make bench-peer  install the peer OmniFold (TensorFlow) in .venv-peer, run it beside ours"
 
@@ -29,6 +30,17 @@ $(STAMP): $(PY) pyproject.toml constraints.txt
 	@touch $(STAMP)
 
 install: $(STAMP)
+
+# The documentation's own packages (mkdocs, Material, mkdocstrings), only for make docs.
+DOCS_STAMP := $(VENV)/.docs-installed
+$(DOCS_STAMP): $(STAMP)
+	$(PIP) install --quiet -c constraints.txt -e '.[docs]'
+	@touch $(DOCS_STAMP)
+
+# --strict: a broken link or anchor, a page missing from mkdocs.yml's nav or a docstring
+# the API reference cannot render fails the build. NO_MKDOCS_2_WARNING: Material's banner.
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 demo: install
 	$(VENV)/bin/simkit demo
@@ -61,4 +73,4 @@ bench-peer: install
 	$(PY) benchmarks/omnifold_gaussian.py --peer
 
 clean:
-	rm -rf $(VENV) $(PEER_VENV) runs .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(PEER_VENV) runs site .pytest_cache .ruff_cache *.egg-info

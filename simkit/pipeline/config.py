@@ -149,7 +149,7 @@ SECTIONS: tuple[Section, ...] = (
                 "sim_tune",
                 str,
                 DEFAULT_TUNE,
-                "Pythia tune of the simulation (a name from [Tunes](#tunes---tune))",
+                "Pythia tune of the simulation (a name from `simkit generate qcd-dijet --help`)",
                 check=_tune,
             ),
             Key(

@@ -18,7 +18,7 @@ from simkit.generators.detector import (
     track_resolution,
 )
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+DETECTOR_PAGE = Path(__file__).resolve().parents[2] / "docs" / "explanation" / "simulation.md"
 #: Tolerance of the statistical checks, in standard errors: the Pythia-chain tests hold a few
 #: dozen such checks, so at 3σ one run in ~10 would fail somewhere by chance.
 Z = 4
@@ -165,12 +165,12 @@ def test_bad_detector_parameters(bad):
         Detector(**bad)
 
 
-def test_readme_detector_table_matches_the_code():
-    """Every Detector field appears in the README's table with its default value."""
-    text = README.read_text()
+def test_docs_detector_table_matches_the_code():
+    """Every Detector field appears in the documentation's table with its default value."""
+    text = DETECTOR_PAGE.read_text()
     for name, value in Detector().as_dict().items():
         row = re.search(rf"^\|[^\n]*`{name}`[^\n]*$", text, flags=re.MULTILINE)
-        assert row, f"README detector table has no row for {name}"
+        assert row, f"the docs' detector table has no row for {name}"
         assert re.search(rf"\|\s*{value:g}\s*\|", row.group(0)), (
-            f"README gives another value than {value:g} for {name}: {row.group(0)}"
+            f"the docs give another value than {value:g} for {name}: {row.group(0)}"
         )
