@@ -22,6 +22,9 @@ def test_the_import_contracts_hold():
 
 def test_the_pipeline_does_not_drive_the_cli():
     """Stages call tasks: no argv, no parser, no reading back the JSON they wrote."""
-    text = (ROOT / "simkit" / "pipeline" / "chain.py").read_text()
-    for banned in ("build_parser", "simkit.cli", "json.loads"):
-        assert banned not in text, banned
+    for path in (ROOT / "simkit" / "pipeline").rglob("*.py"):
+        if path.parent.name == "pipeline" and path.name in ("report.py", "stages.py"):
+            continue  # the report draws the stages' files; stages.py reads its markers
+        text = path.read_text()
+        for banned in ("build_parser", "simkit.cli", "json.loads"):
+            assert banned not in text, (path, banned)

@@ -7,6 +7,7 @@ import re
 import pytest
 
 import simkit.pipeline.chain as chain
+import simkit.pipeline.steps.detect as detect_steps
 from simkit.cli import main
 from simkit.pipeline import run_pipeline, stage_names
 from simkit.pipeline.report import HEADLINE_KEYS
@@ -47,7 +48,7 @@ def test_interrupted_run_resumes_then_skips_everything(tmp_path, monkeypatch):
     def interrupt(*args, **kwargs):
         raise Interrupted
 
-    monkeypatch.setattr(chain, "evaluate_detector", interrupt)
+    monkeypatch.setattr(detect_steps, "evaluate_detector", interrupt)
     with pytest.raises(Interrupted):
         run_pipeline(TINY, run_dir, quiet=True)
     done_before = names[: names.index("evaluate")]
