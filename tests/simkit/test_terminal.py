@@ -76,7 +76,7 @@ def test_nested_bars_write_no_terminal_codes_when_not_a_terminal(tmp_path, capsy
     with stdout and stderr captured (not terminals): no carriage returns, no escapes."""
     for name, extra in (("sim", []), ("data", ["--data"])):
         code, _, err = run(
-            capsys, "generate", "gaussian", "-n", 2000, "--seed", 3, *extra,
+            capsys, "generate", "gaussian", "-n", 1000, "--seed", 3, *extra,
             "-o", tmp_path / f"{name}.h5",
         )  # fmt: skip
         assert code == 0, err
