@@ -252,6 +252,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"simkit {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `simkit info FILE | head` closed the pipe: not an error
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python's own flush at exit would fail again
+        return 141
     except Exception as exc:  # a bug, not bad input: say so, and how to see more
         if debug:
             traceback.print_exc()

@@ -22,7 +22,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import vector
 
 from simkit.formats import require
 
@@ -43,6 +42,7 @@ def columns(with_constituents: bool) -> tuple[str, ...]:
 
 def units(with_constituents: bool) -> tuple[str, ...]:
     """Units of :func:`columns` (GeV for momenta and masses)."""
+
     jets = reference()
     return tuple(jets.UNITS[jets.COLUMNS.index(c)] for c in columns(with_constituents))
 
@@ -66,6 +66,8 @@ class TwoJets:
     @classmethod
     def from_cartesian(cls, px, py, pz, mass, taus, **kwargs) -> TwoJets:
         """Jets given as (px, py, pz, m), each (N, 2), as the LHC Olympics feature file has."""
+        import vector  # imported on first use: it loads sympy (~0.7 s)
+
         p4 = vector.array(
             {
                 "px": np.asarray(px, np.float64).ravel(),
@@ -93,6 +95,8 @@ def dijet_columns(jets: TwoJets, *, min_pt: float | None = None) -> tuple[np.nda
     Passing: both jets present and the leading one with pT > ``min_pt`` (None: the
     reference simulation's threshold, ``simkit.generators.jets.MIN_LEADING_PT``).
     """
+    import vector  # imported on first use: it loads sympy (~0.7 s)
+
     ratio = reference().ratio
     min_pt = reference().MIN_LEADING_PT if min_pt is None else min_pt
     pt = np.asarray(jets.pt, np.float64)
