@@ -76,8 +76,9 @@ class SearchConfig:
 
     ``features``: the classifier's inputs (None: every column but mjj that data and
     template share). ``primary_efficiency``: the one cut whose local Z is the window's
-    (None: the most significant cut, with the trials factor; see the module). ``sideband_correction``: scale the template's efficiency by the
-    cut's count on the data over that on the template in the gate's sidebands —
+    (None: the most significant cut, with the trials factor; see the module).
+    ``sideband_correction``: scale the template's efficiency by the cut's count on the
+    data over that on the template in the gate's sidebands —
     ``always``, ``never``, or ``auto`` (default): only when the template fails its gate.
     ``sideband_width``: the template gate's sidebands on each side of the window (None:
     one window width). ``gate_*``: the calibrated gate's settings (None: its own
@@ -704,6 +705,11 @@ class SearchResult:
             f"{word[self.trustworthy]}"
         )
 
+    def plot(self, ax=None):
+        """Display-style: the scan's local Z against the window centre (a scan), or the
+        best window's spectrum with the template's estimate; returns the axes."""
+        return plot_scan(self, ax) if self.scan is not None else plot_spectrum(self.best, ax)
+
     def save(self, folder) -> Path:
         """``metrics.json`` and the plots into ``folder`` (written atomically each)."""
         from simkit.io import write_json
@@ -757,7 +763,7 @@ class SearchResult:
 
 
 def _trials(window: WindowResult) -> str:
-    """", best of 3 cuts" when the window's Z carries a trials factor."""
+    """ ", best of 3 cuts" when the window's Z carries a trials factor."""
     return f", best of {window.trials} cuts" if window.trials > 1 else ""
 
 

@@ -345,6 +345,22 @@ class EvaluateResult:
     def to_dict(self) -> dict:
         return dict(self.metrics)
 
+    def plot(self, ax=None):
+        """Display-style: the ROC where there are labels, else the bump hunt after the
+        cut; returns the axes."""
+        from detectors.performance import plot_roc
+
+        if self.roc.performance is not None:
+            return plot_roc(self.roc.performance, ax, label=self.metrics["score"])
+        if self.hunt.bump is None:
+            raise SimkitError("nothing to draw: no labels for a ROC and no mjj for a bump hunt")
+        if ax is None:
+            from simkit.plotting import pyplot
+
+            _, ax = pyplot().subplots(figsize=(6, 4.5))
+        self.hunt.bump.plot(ax)
+        return ax
+
     def summary_lines(self, output) -> list[str]:
         m = self.metrics
         parts = [f"score {m['score']}"]

@@ -152,6 +152,20 @@ class UnfoldResult:
             f"{m['gate_alpha_per_test']:.2g})"
         )
 
+    def plot(self, ax=None):
+        """Display-style: the last pull and push weights (times the simulation's), on a
+        log axis with ESS/N; returns the axes."""
+        from validation.plots import plot_weights
+
+        sim_w = self.plot_data["sim_weights"]
+        return plot_weights(
+            {
+                "pull (last)": self.estimator.pull_weights_[-1] * sim_w,
+                "push (last)": self.estimator.weights_ * sim_w,
+            },
+            ax,
+        )
+
     def save(self, folder) -> Path:
         from simkit.io import write_arrays, write_json
 
@@ -166,7 +180,7 @@ class UnfoldResult:
         """``reco.png`` (what the unfolding was fitted to), ``gen.png`` (the answer),
         ``weights.png`` and ``iterations.png``."""
         from simkit.plotting import savefig
-        from validation.plots import diagnostics_figure, plot_columns, plot_weights
+        from validation.plots import diagnostics_figure, plot_columns
 
         folder, d = Path(folder), self.plot_data
         columns, bins = self.metrics["columns"], self.config.bins
@@ -194,11 +208,7 @@ class UnfoldResult:
                 folder / "gen.png",
             ),
         ]
-        sim_w, push = d["sim_weights"], self.estimator.weights_
-        ax = plot_weights(
-            {"pull (last)": self.estimator.pull_weights_[-1] * sim_w, "push (last)": push * sim_w}
-        )
-        written.append(savefig(ax.figure, folder / "weights.png"))
+        written.append(savefig(self.plot().figure, folder / "weights.png"))
         written.append(
             savefig(diagnostics_figure(self.estimator.diagnostics_), folder / "iterations.png")
         )

@@ -122,7 +122,7 @@ def test_the_cli_imports_a_task_only_for_the_command_that_runs():
 
     code = (
         "import sys; from simkit.cli import build_parser; build_parser(); "
-        "print('torch' in sys.modules, 'simkit.tasks.detect' in sys.modules, 'vector' in sys.modules)"
+        "print(*(name in sys.modules for name in ('torch', 'simkit.tasks.detect', 'vector')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False"] * 3, out.stdout + out.stderr
@@ -184,3 +184,20 @@ def test_the_surrogate_keys_have_the_models_defaults(kind):
         assert (keys["layers"], keys["hidden"]) == (model.n_layers, model.hidden)
     else:
         assert model.hidden == (keys["hidden"],) * keys["layers"] == model.critic_hidden
+
+
+def test_results_draw_display_style(tmp_path):
+    """A result's ``plot(ax=None)`` draws on the axes it is given and returns them."""
+    import numpy as np
+
+    from detectors.evaluate import evaluate as evaluate_scores
+    from simkit.plotting import pyplot
+    from simkit.tasks.detect import EvaluateResult
+
+    rng = np.random.default_rng(1)
+    labels = (rng.random(3000) < 0.3).astype(np.int8)
+    evaluation = evaluate_scores(rng.normal(size=3000) + labels, labels=labels)
+    result = EvaluateResult({"score": "s"}, evaluation, evaluation)
+    _, ax = pyplot().subplots()
+    assert result.plot(ax) is ax and ax.lines
+    assert result.plot() is not ax  # a new figure when none is given
