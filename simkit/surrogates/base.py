@@ -44,7 +44,7 @@ from simkit.surrogates.transforms import ColumnTransform
 ContextSource = Callable[[int, int, np.random.Generator], np.ndarray]
 
 #: Settings that change how a fit runs, not what it learns: never saved with the model.
-RUNTIME_SETTINGS = ("device", "progress", "checkpoint", "resume")
+RUNTIME_SETTINGS = ("device", "progress", "checkpoint", "resume", "sampler")
 
 
 def contexts_in_range(ranges: Sequence[tuple[float, float]]) -> ContextSource:

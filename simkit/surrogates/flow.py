@@ -18,11 +18,13 @@ small batches; it adds parameters and a triangular solve per layer for no measur
 gain. ``"none"`` only alternates the coupling masks, so the same two halves of the
 columns always condition each other (weaker mixing).
 
-Throughput is set by normflows' spline arithmetic, not by the networks: on CPU the
-softmax over spline bins alone takes ~45 % of sampling time, and
-``CoupledRationalQuadraticSpline`` also applies an elementwise spline to the half it
-conditions on, which doubles that work. ``n_layers`` trades fidelity for speed almost
-linearly (BENCHMARKS.md).
+Sampling and densities run, by default on a CPU, through
+:class:`~simkit.surrogates.fast_flow.FastSplineFlow`: the same function as normflows'
+evaluation (equal to float32 rounding, tested), without its training-oriented overheads
+(per-row copies of the shared spline's knots, boolean-mask indexing, concatenations),
+~2.5× faster per core (BENCHMARKS.md, "Fast flow sampling"). What remains is the
+networks' matrix products and the spline arithmetic; ``hidden`` and ``n_layers`` trade
+fidelity for speed almost linearly.
 
 Training maximises the weighted likelihood ``Σ w log p(x | c) / Σ w`` through
 :func:`simkit.nn.train`; the density includes the preprocessing's ``log |det J|``, so
@@ -48,8 +50,13 @@ from simkit.errors import SimkitError
 from simkit.events import EventTable
 from simkit.nn import Objective
 from simkit.surrogates.base import Surrogate
+from simkit.surrogates.fast_flow import FastSplineFlow, UnsupportedFlow
 
 PERMUTATIONS = ("shuffle", "lu", "none")
+
+#: ``sampler`` values: ``auto`` = the fast path on a CPU, normflows' own on CUDA (where
+#: the fast path is untested); ``fast`` = the fast path on any device; ``normflows``.
+SAMPLERS = ("auto", "fast", "normflows")
 
 #: Longest last dimension for which :func:`small_cumsum` replaces ``torch.cumsum``.
 SMALL_CUMSUM_MAX = 64
@@ -159,7 +166,10 @@ class FlowSurrogate(Surrogate):
     ``[-tail_bound, tail_bound]``, each parameterized by a residual network of
     ``n_blocks`` blocks of width ``hidden``; ``permutation`` between them. Precision
     defaults to fp32 (spline bin search in bf16 is not trusted without a measurement).
-    Other settings: see :class:`~simkit.surrogates.base.Surrogate`.
+    ``sampler`` chooses how sampling and :meth:`log_prob` evaluate the trained flow
+    (:data:`SAMPLERS`; a runtime setting, not saved): the fast path falls back to
+    normflows for the architectures it does not implement (``permutation="lu"``, one
+    generated column). Other settings: see :class:`~simkit.surrogates.base.Surrogate`.
 
     >>> import numpy as np
     >>> r = np.random.default_rng(0)
@@ -183,9 +193,11 @@ class FlowSurrogate(Surrogate):
         n_bins: int = 8,
         tail_bound: float = 4.0,
         permutation: str = "shuffle",
+        sampler: str = "auto",
         **settings,
     ) -> None:
         super().__init__(**settings)
+        self.sampler = sampler
         self.n_layers = n_layers
         self.hidden = hidden
         self.n_blocks = n_blocks
@@ -216,12 +228,34 @@ class FlowSurrogate(Surrogate):
 
         return {"flow": flow}, [Objective(weighted_nll, flow.parameters(), name="nll")], None
 
+    def _fast_flow(self, device: torch.device) -> FastSplineFlow | None:
+        """The fast evaluation of ``net_`` on ``device`` when ``sampler`` asks for it and
+        the architecture allows it; rebuilt whenever the network's parameters change."""
+        if self.sampler not in SAMPLERS:
+            raise SimkitError(f"unknown sampler {self.sampler!r}; use {', '.join(SAMPLERS)}")
+        if self.sampler == "normflows" or (self.sampler == "auto" and device.type != "cpu"):
+            return None
+        key = (id(self.net_), str(device), tuple(p._version for p in self.net_.parameters()))
+        cached = getattr(self, "_fast_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        try:
+            fast = FastSplineFlow.from_normflows(self.net_).to(device)
+        except UnsupportedFlow:
+            fast = None
+        self._fast_cache = (key, fast)
+        return fast
+
     def _generate(
         self, m: int, context: torch.Tensor | None, generator: torch.Generator
     ) -> torch.Tensor:
         device = generator.device
         u = torch.randn(m, len(self.feature_columns_), generator=generator, device=device)
-        return self.net_.forward(u, context=context)
+        fast = self._fast_flow(device)
+        if fast is None:
+            return self.net_.forward(u, context=context)
+        with torch.autocast(device_type=device.type, enabled=False):
+            return fast.forward(u, context)
 
     def log_prob(
         self,
@@ -259,6 +293,8 @@ class FlowSurrogate(Surrogate):
         self.transform_.check(x)
         device = next(self.net_.parameters()).device
         self.transform_.to(device)
+        fast = self._fast_flow(device)
+        density = self.net_.log_prob if fast is None else fast.log_prob
         out = []
         with torch.inference_mode():
             for start in range(0, x.shape[0], batch_size):
@@ -267,6 +303,6 @@ class FlowSurrogate(Surrogate):
                 cb = None
                 if self.condition_:
                     cb = self._context_tensor(c[start : start + batch_size], device)
-                log_q = self.net_.log_prob(z.float(), cb)
+                log_q = density(z.float(), cb)
                 out.append((log_q.double() + logdet).cpu().numpy())
         return np.concatenate(out) if out else np.zeros(0)

@@ -1,0 +1,174 @@
+"""The fast sampling path of the spline flow: the same function as normflows' evaluation,
+to float32 precision, in both directions; batches and threads change nothing.
+
+"To float32 precision" is measured, not guessed: normflows' own float32 evaluation is
+compared with the same flow in float64, and the fast path must stay within a few times
+that rounding error of the float64 answer (a spline inverse amplifies rounding where its
+bins are steep, so a fixed tolerance would be either loose or flaky).
+"""
+
+import copy
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from simkit.surrogates import FlowSurrogate, load_surrogate
+from simkit.surrogates.fast_flow import EXP_SAFE, FastSplineFlow, UnsupportedFlow
+from simkit.surrogates.flow import build_spline_flow
+
+TINY = {"n_layers": 2, "hidden": 16, "n_blocks": 1, "batch_size": 256, "lr": 3e-3, "device": "cpu"}
+
+
+def _random_flow(n_features, n_context, *, scale=0.15, **options):
+    """A flow with random, non-trivial splines (normflows initializes near the identity)."""
+    flow = build_spline_flow(n_features, n_context, **options).eval()
+    with torch.no_grad():
+        for p in flow.parameters():
+            p.add_(scale * torch.randn_like(p))
+    return flow
+
+
+def _assert_float32_equivalent(fast, normflows32, normflows64, what):
+    """|fast − exact| within 4× normflows' own float32 error (and 1e-6 absolute)."""
+    own = (normflows32.double() - normflows64).abs().max().item()
+    ours = (fast.double() - normflows64).abs().max().item()
+    assert torch.isfinite(fast).all(), what
+    assert ours <= 4 * own + 1e-6, f"{what}: fast error {ours:.3g}, normflows' own {own:.3g}"
+
+
+CASES = [
+    pytest.param(16, 1, {"n_layers": 6, "hidden": 32}, id="16 columns, 1 condition"),
+    pytest.param(5, 0, {"n_layers": 3, "hidden": 16}, id="odd columns, unconditional"),
+    pytest.param(2, 3, {"n_layers": 4, "hidden": 8, "n_blocks": 1}, id="2 columns, 3 conditions"),
+    pytest.param(4, 2, {"n_layers": 2, "hidden": 8, "permutation": "none"}, id="no permutation"),
+]
+
+
+@pytest.mark.parametrize(("n_features", "n_context", "options"), CASES)
+def test_samples_and_densities_equal_normflows(n_features, n_context, options):
+    flow = _random_flow(n_features, n_context, **options)
+    flow64 = copy.deepcopy(flow).double()
+    fast = FastSplineFlow.from_normflows(flow)
+    n = 4000
+    # 2.5σ noise: a few values beyond the tail bound after some layers, the linear tails
+    u = 2.5 * torch.randn(n, n_features)
+    c = torch.randn(n, n_context) if n_context else None
+    c64 = None if c is None else c.double()
+    with torch.inference_mode():
+        x32, ld32 = flow.forward_and_log_det(u, c)
+        x64, ld64 = flow64.forward_and_log_det(u.double(), c64)
+        x, ld = fast.forward_and_log_det(u, c)
+        _assert_float32_equivalent(x, x32, x64, "samples")
+        _assert_float32_equivalent(ld, ld32, ld64, "sampling log-det")
+        torch.testing.assert_close(fast.forward(u, c), x, rtol=0, atol=0)
+        # densities at the float64 samples, through the inverse direction
+        events = x64.float()
+        lp32 = flow.log_prob(events, c)
+        lp64 = flow64.log_prob(events.double(), c64)
+        _assert_float32_equivalent(fast.log_prob(events, c), lp32, lp64, "log-density")
+
+
+def test_fast_path_is_a_bijection_with_consistent_log_dets():
+    fast = FastSplineFlow.from_normflows(_random_flow(6, 2, n_layers=4, hidden=16))
+    u, c = torch.randn(2000, 6), torch.randn(2000, 2)
+    with torch.inference_mode():
+        x, ld_forward = fast.forward_and_log_det(u, c)
+        back, ld_inverse = fast.inverse_and_log_det(x, c)
+    torch.testing.assert_close(back, u, atol=2e-4, rtol=1e-4)
+    torch.testing.assert_close(ld_inverse, -ld_forward, atol=2e-4, rtol=1e-4)
+
+
+def test_batches_and_threads_give_identical_events():
+    fast = FastSplineFlow.from_normflows(_random_flow(7, 1, n_layers=3, hidden=16))
+    u, c = torch.randn(1000, 7), torch.randn(1000, 1)
+    with torch.inference_mode():
+        one = fast.forward(u, c, batch_size=128, threads=1)
+        pooled = fast.forward(u, c, batch_size=128, threads=3)
+        lp_one = fast.log_prob(one, c, batch_size=300, threads=1)
+        lp_pooled = fast.log_prob(one, c, batch_size=300, threads=2)
+    assert torch.equal(one, pooled)
+    assert torch.equal(lp_one, lp_pooled)
+    assert torch.get_num_threads() >= 1  # restored
+
+
+def test_extreme_bin_logits_take_the_stable_softmax():
+    flow = _random_flow(4, 1, n_layers=2, hidden=8)
+    with torch.no_grad():  # width/height logits far beyond exp's safe range
+        for layer in flow.flows[::2]:
+            layer.prqct.transform_net.final_layer.bias.mul_(EXP_SAFE * 40)
+    flow64 = copy.deepcopy(flow).double()
+    fast = FastSplineFlow.from_normflows(flow)
+    u, c = torch.randn(500, 4), torch.randn(500, 1)
+    with torch.inference_mode():
+        _assert_float32_equivalent(
+            fast.forward(u, c), flow.forward(u, c), flow64.forward(u.double(), c.double()), "x"
+        )
+
+
+@pytest.mark.parametrize(
+    ("n_features", "options"),
+    [(1, {}), (3, {"permutation": "lu"})],
+    ids=["one column (autoregressive spline)", "LU permutation"],
+)
+def test_unsupported_architectures_are_refused(n_features, options):
+    flow = build_spline_flow(n_features, 1, n_layers=2, hidden=8, **options)
+    with pytest.raises(UnsupportedFlow):
+        FastSplineFlow.from_normflows(flow)
+
+
+# --------------------------------------------------------------------------- the surrogate
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    r = np.random.default_rng(5)
+    n = 3000
+    mjj = r.uniform(2000, 4000, n)
+    data = np.column_stack([mjj, mjj / 20 + r.normal(0, 5, n), r.uniform(0.1, 0.9, n)])
+    torch.manual_seed(0)
+    flow = FlowSurrogate(condition=["mjj"], epochs=2, seed=3, **TINY)
+    return flow.fit(data, names=["mjj", "m_j1", "tau21_j1"])
+
+
+def test_surrogate_samples_and_densities_match_normflows_path(fitted):
+    context = np.linspace(2100, 3900, 3000)[:, None]
+    fitted.sampler = "auto"
+    fast = fitted.sample(context=context, seed=11)
+    fitted.sampler = "normflows"
+    try:
+        slow = fitted.sample(context=context, seed=11)
+        lp_slow = fitted.log_prob(slow)
+    finally:
+        fitted.sampler = "auto"
+    np.testing.assert_allclose(fast.features, slow.features, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(fitted.log_prob(slow), lp_slow, rtol=1e-5, atol=1e-4)
+
+
+def test_sampler_is_a_runtime_setting(fitted, tmp_path):
+    fitted.save(tmp_path / "model")
+    params = json.loads((tmp_path / "model" / "config.json").read_text())["config"]["params"]
+    assert "sampler" not in params
+    loaded = load_surrogate(tmp_path / "model", device="cpu")
+    assert loaded.sampler == "auto"
+    np.testing.assert_array_equal(
+        loaded.sample(context=[[3000.0]] * 50, seed=2).features,
+        fitted.sample(context=[[3000.0]] * 50, seed=2).features,
+    )
+
+
+def test_one_generated_column_falls_back_to_normflows():
+    r = np.random.default_rng(0)
+    flow = FlowSurrogate(epochs=1, **TINY).fit(r.normal(size=(500, 1)), names=["x"])
+    assert flow._fast_flow(torch.device("cpu")) is None
+    assert flow.sample(20, seed=0).features.shape == (20, 1)
+
+
+def test_unknown_sampler_is_a_clear_error(fitted):
+    fitted.sampler = "fastest"
+    try:
+        with pytest.raises(Exception, match="unknown sampler"):
+            fitted.sample(context=[[3000.0]], seed=0)
+    finally:
+        fitted.sampler = "auto"
