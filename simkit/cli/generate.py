@@ -12,6 +12,7 @@ import time
 import numpy as np
 
 from simkit.cli import add_output, add_seed, positive_float, positive_int, say, subparser
+from simkit.cli.parser import task_defaults
 from simkit.cli.sharding import add_sharding
 
 
@@ -100,7 +101,7 @@ def non_negative_float(text: str) -> float:
 
 
 def _pythia_parsers(processes, common) -> None:
-    from simkit.generators.pythia import DEFAULT_TUNE, PROCESSES, SHARD_SIZE, TUNES
+    from simkit.generators.pythia import PROCESSES, TUNES
 
     tunes = "\n".join(
         f"  {name:<16}{tune.description} (Tune:pp = {tune.pp})" for name, tune in TUNES.items()
@@ -122,12 +123,11 @@ def _pythia_parsers(processes, common) -> None:
             help=f"Pythia 8: {process.description}",
             description=f"{process.description}.\n\n{chain}",
         )
-        p.add_argument("-n", "--events", type=positive_int, default=10_000, help="number of events")
+        p.add_argument("-n", "--events", type=positive_int, help="number of events")
         add_seed(p)
         p.add_argument(
             "--tune",
             choices=tuple(TUNES),
-            default=DEFAULT_TUNE,
             metavar="TUNE",
             help="Pythia tune by name (listed above): a 'data-like' sample can use "
             "another tune than the simulation",
@@ -153,7 +153,6 @@ def _pythia_parsers(processes, common) -> None:
         p.add_argument(
             "--jes",
             type=positive_float,
-            default=1.0,
             help="jet-energy scale: reco jet four-momenta are multiplied by it",
         )
         p.add_argument(
@@ -174,48 +173,28 @@ def _pythia_parsers(processes, common) -> None:
         p.add_argument(
             "--shard-size",
             type=positive_int,
-            default=SHARD_SIZE,
             help="events per shard; with --seed it fixes the events (change it and the "
             "events change)",
         )
         add_sharding(p)
         add_output(p, "output event file (.h5)")
+        task_defaults(p, "simkit.tasks.generate:GenerateConfig")
         p.set_defaults(func=run_pythia)
 
 
 def run_pythia(args: argparse.Namespace) -> int:
-    from simkit.generators.pythia import generate
     from simkit.io import read_array
+    from simkit.tasks.generate import GenerateConfig
+    from simkit.tasks.generate import run as generate
 
-    options = {"mpi": args.mpi}
-    if args.process == "qcd-dijet":
-        options["pthat_min"] = args.pthat_min
-    else:
-        options.update(mwprime=args.mwprime, mx=args.mx, my=args.my)
-    t0 = time.perf_counter()
-    path = generate(
-        args.process,
-        args.events,
-        args.seed,
-        tune=args.tune,
-        jobs=args.jobs,
-        output=args.output,
-        progress=not args.quiet,
-        jes=args.jes,
-        jer=getattr(args, "jer", None),
-        min_pt=getattr(args, "min_pt", None),
-        shard_size=args.shard_size,
-        scheduler=args.scheduler,
-        resume=args.resume,
-        keep_shards=args.keep_shards,
-        **options,
-    )
-    seconds = time.perf_counter() - t0
-    passed = {lv: float(np.mean(read_array(path, f"{lv}/pass"))) for lv in ("gen", "reco")}
+    config = GenerateConfig.from_args(args, progress=not args.quiet)
+    result = generate(config, args.output)
+    passed = {lv: float(np.mean(read_array(result.output, f"{lv}/pass"))) for lv in ("gen", "reco")}
     say(
         args,
-        f"wrote {args.events} events of {args.process} (tune {args.tune}) to {path} in "
-        f"{seconds:.1f} s ({args.events / seconds:.0f} events/s); passing: "
+        f"wrote {config.events} events of {config.process} (tune {config.tune}) to "
+        f"{result.output} in {result.seconds:.1f} s "
+        f"({config.events / result.seconds:.0f} events/s); passing: "
         f"gen {passed['gen']:.1%}, reco {passed['reco']:.1%}",
     )
     return 0

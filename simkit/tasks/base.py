@@ -14,7 +14,8 @@ the matching ``simkit`` command, named as the option's ``dest`` (``--push-tolera
 
 Field metadata: ``flag`` (the option when it is not ``--`` + the name with dashes; a
 boolean that defaults to True is switched off by its flag), ``cli=False`` (not an
-option: set from Python only), ``format="widths"`` or ``"names"`` (a tuple written as one
+option: set from Python only), ``parser_default=True`` (None here means "the parser's
+own default", e.g. a process's generation cut), ``format="widths"`` or ``"names"`` (a tuple written as one
 comma-separated word, ``64,64`` or ``m_j1,tau21_j1``).
 """
 
@@ -56,7 +57,8 @@ class Options:
         """Give ``parser``'s options their defaults from this dataclass (the one place
         they are declared)."""
         actions = {a.dest: a for a in parser._actions}
-        values = {k: v for k, v in cls.defaults().items() if k in actions}
+        keep = {f.name for f in cls.option_fields() if f.metadata.get("parser_default")}
+        values = {k: v for k, v in cls.defaults().items() if k in actions and k not in keep}
         for name, value in values.items():  # argparse appends to a list default
             if isinstance(actions[name], argparse._AppendAction) and value is not None:
                 values[name] = list(value)

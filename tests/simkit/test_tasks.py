@@ -23,6 +23,7 @@ from simkit.tasks.detect import (
     TrainConfig,
     TrainInputs,
 )
+from simkit.tasks.generate import GenerateConfig
 from simkit.tasks.search import SearchInputs, SearchTaskConfig, TemplateConfig, TemplateInputs
 from simkit.tasks.surrogate import FitConfig, FitInputs, SampleConfig, SampleInputs
 from simkit.tasks.unfold import UnfoldConfig, UnfoldInputs
@@ -126,6 +127,28 @@ def test_the_cli_imports_a_task_only_for_the_command_that_runs():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False"] * 3, out.stdout + out.stderr
+
+
+def test_generate_options_have_the_configs_defaults():
+    """Every option of ``simkit generate qcd-dijet|wprime-xy`` has GenerateConfig's default,
+    but the process options, whose defaults are the process's own (None in the config)."""
+    from simkit.generators.pythia import PROCESSES
+
+    for process in PROCESSES:
+        actions = {a.dest: a for a in _subparser(("generate", process))._actions}
+        for f in GenerateConfig.option_fields():
+            if f.name == "process":
+                continue
+            if f.name in ("pthat_min", "mwprime", "mx", "my"):
+                if f.name in actions:
+                    assert actions[f.name].default == PROCESSES[process].defaults[f.name]
+                continue
+            default = GenerateConfig.defaults()[f.name]
+            assert GenerateConfig.flag(f) in actions[f.name].option_strings, f.name
+            if actions[f.name].default is not argparse.SUPPRESS:
+                assert _same(actions[f.name].default, default), (process, f.name)
+            else:
+                assert default is None, f.name
 
 
 def test_defaults_are_not_written():

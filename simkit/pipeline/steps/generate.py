@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import shlex
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,49 +25,28 @@ def stage_sim(ctx: RunContext) -> Stage:
     seed = ctx.seed("sim")
 
     def action(folder: Path) -> dict:
-        from simkit.generators.pythia import generate
         from simkit.io import inspect
+        from simkit.tasks.base import command_line
+        from simkit.tasks.generate import GenerateConfig
+        from simkit.tasks.generate import run as generate
 
         jobs = ctx.config["run"]["jobs"]
-        scheduler = ctx.config["run"]["scheduler"]
         path = folder / "sim.h5"
-        t0 = time.perf_counter()
-        generate(
+        config = GenerateConfig(
             "qcd-dijet",
-            gen["sim_events"],
-            seed,
+            events=gen["sim_events"],
+            seed=seed,
             tune=gen["sim_tune"],
-            jobs=jobs,
-            scheduler=scheduler,
-            resume=True,  # a stage rerun after a kill keeps the finished shards
-            output=path,
-            progress=not ctx.quiet,
-            min_pt=gen["min_pt"],
             pthat_min=gen["pthat_min"],
+            min_pt=gen["min_pt"],
+            jobs=jobs,
+            scheduler=ctx.config["run"]["scheduler"],
+            resume=True,  # a stage rerun after a kill keeps the finished shards
+            progress=not ctx.quiet,
         )
-        seconds = time.perf_counter() - t0
+        seconds = generate(config, path).seconds
         passing = _passing(path)
-        command = shlex.join(
-            [
-                "simkit",
-                "generate",
-                "qcd-dijet",
-                "--events",
-                str(gen["sim_events"]),
-                "--seed",
-                str(seed),
-                "--tune",
-                gen["sim_tune"],
-                "--min-pt",
-                f"{gen['min_pt']:g}",
-                "--pthat-min",
-                f"{gen['pthat_min']:g}",
-                *(["--scheduler", scheduler] if scheduler else ["--jobs", str(jobs)]),
-                "--resume",
-                "-o",
-                str(path),
-            ]
-        )
+        command = command_line("generate", config, output=path)
         return {
             "events": gen["sim_events"],
             "passing_reco": passing,
@@ -107,13 +84,14 @@ def stage_data(ctx: RunContext) -> Stage:
 
     def action(folder: Path) -> dict:
         from simkit.events import EventTable, Sample
-        from simkit.generators.pythia import generate
         from simkit.io import make_provenance, read_sample, write_sample
+        from simkit.tasks.base import command_line
+        from simkit.tasks.generate import GenerateConfig
+        from simkit.tasks.generate import run as generate
 
-        jobs = ctx.config["run"]["jobs"]
         common = {
             "tune": gen["data_tune"],
-            "jobs": jobs,
+            "jobs": ctx.config["run"]["jobs"],
             "scheduler": ctx.config["run"]["scheduler"],
             "resume": True,
             "jes": gen["data_jes"],
@@ -122,24 +100,29 @@ def stage_data(ctx: RunContext) -> Stage:
         }
         # generated into files of the stage folder, which Dask workers see too
         parts = folder / "generated"
-        background = generate(
-            "qcd-dijet",
-            gen["data_events"],
-            seeds["background"],
-            pthat_min=gen["pthat_min"],
-            output=parts / "background.h5",
-            **common,
-        )
-        signal = generate(
-            "wprime-xy",
-            gen["signal_events"],
-            seeds["signal"],
-            mwprime=gen["mwprime"],
-            mx=gen["mx"],
-            my=gen["my"],
-            output=parts / "signal.h5",
-            **common,
-        )
+        made = {
+            "background": GenerateConfig(
+                "qcd-dijet",
+                events=gen["data_events"],
+                seed=seeds["background"],
+                pthat_min=gen["pthat_min"],
+                **common,
+            ),
+            "signal": GenerateConfig(
+                "wprime-xy",
+                events=gen["signal_events"],
+                seed=seeds["signal"],
+                mwprime=gen["mwprime"],
+                mx=gen["mx"],
+                my=gen["my"],
+                **common,
+            ),
+        }
+        commands = []
+        for name, config in made.items():
+            generate(config, parts / f"{name}.h5")
+            commands.append(command_line("generate", config, output=parts / f"{name}.h5"))
+        background, signal = parts / "background.h5", parts / "signal.h5"
         background, signal = read_sample(background), read_sample(signal)
         shutil.rmtree(parts)
         # data are what the detector recorded: passing reco events, no generator level
@@ -198,7 +181,8 @@ def stage_data(ctx: RunContext) -> Stage:
             "sr_signal_injected": sr_sig,
             "sr_s_over_b": sr_sig / sr_bkg if sr_bkg else None,
             "sr_signal_test": in_sr(rest),
-            "commands": [],
+            # the generation by hand; the mixing into data.h5 has no command of its own
+            "commands": commands,
         }
 
     return Stage(
