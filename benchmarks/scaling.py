@@ -237,29 +237,37 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--torchrun-events", type=int, default=500_000)
     parser.add_argument("--torchrun-epochs", type=int, default=3)
     parser.add_argument("--out", type=Path, default=None, help="JSON results (default: print)")
+    parser.add_argument("--events", type=int, help="Pythia events (default: 6000)")
     args = parser.parse_args(argv)
-    sizes = QUICK if args.quick else FULL
+    sizes = dict(QUICK if args.quick else FULL)
+    if args.events:
+        sizes["events"] = args.events
     os.environ.setdefault("SOURCE_DATE_EPOCH", "1767225600")  # same bytes, checked
     record = {"machine": machine(), "sizes": sizes, "workers": args.workers, "rows": []}
+
+    def save() -> None:  # after every part: a run cut short keeps what it measured
+        record["goals"] = summary(record["rows"])
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(record, indent=2) + "\n")
+
     folder = Path(tempfile.mkdtemp(prefix="simkit-scaling-"))
     try:
         if "generate" not in args.skip:
             print("generation")
             record["rows"] += generation(sizes, args.workers, args.repeats, folder)
+            save()
         if "score" not in args.skip:
             print("scoring")
             record["rows"] += scoring(sizes, args.workers, args.repeats, folder)
+            save()
         if "torchrun" not in args.skip:
             print("torchrun")
             events = 20_000 if args.quick else args.torchrun_events
             record["torchrun"] = torchrun(args.workers, events, args.torchrun_epochs, folder)
+            save()
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    record["goals"] = summary(record["rows"])
-    text = json.dumps(record, indent=2)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
     print(json.dumps(record["goals"], indent=2))
     return 0
 
