@@ -63,7 +63,7 @@ class Evaluation:
     notes: list[str] = field(default_factory=list)
 
     def metrics(self) -> dict:
-        """Flat, documented keys (see the README's "detect evaluate" section)."""
+        """Flat, documented keys (see docs/howto/detectors.md, `simkit detect evaluate`)."""
         out: dict = {"score": self.score_name, "events": len(self.scores)}
         out["roc_events"] = self.roc_events
         out["roc_events_used"] = int(self.roc_mask.sum())

@@ -39,8 +39,8 @@ def register(sub, common) -> None:
         "validated surrogate → compare → detect → evaluate → report. Each stage writes into\n"
         "its own folder of the run folder and is skipped when its settings and input files\n"
         "are unchanged, so an interrupted run resumes where it stopped. The run folder gets\n"
-        "report.html (self-contained) and metrics.json. See examples/*.toml and the README\n"
-        "for every key.",
+        "report.html (self-contained) and metrics.json. See examples/*.toml and\n"
+        "docs/reference/config.md for every key.",
     )
     p.add_argument("config", nargs="?", metavar="CONFIG.toml", help="the run's config")
     add_output(p, "run folder (default: runs/<config name>)", required=False)

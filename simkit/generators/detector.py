@@ -1,8 +1,8 @@
 """A fast parametric detector: final-state particles in, reconstructed objects out.
 
 The model is ATLAS-like and deliberately simple — one table of numbers
-(:class:`Detector`, mirrored in the README) — and every function is a pure function of
-arrays and a ``numpy.random.Generator``:
+(:class:`Detector`, mirrored in docs/explanation/simulation.md) — and every function is
+a pure function of arrays and a ``numpy.random.Generator``:
 
 - **Tracker** (|η| < 2.5): charged particles with pT > 0.5 GeV are found with an
   efficiency that depends on pT and |η| (the charged-hadron tracking efficiencies of the
@@ -114,8 +114,9 @@ class Particles:
 
 @dataclass(frozen=True)
 class Detector:
-    """Parameters of the parametric detector (energies in GeV). The README's detector
-    table lists the same fields with their defaults and sources."""
+    """Parameters of the parametric detector (energies in GeV). The detector table of
+    docs/explanation/simulation.md lists the same fields with their defaults and sources
+    (a test compares them)."""
 
     tracker_eta: float = 2.5
     track_pt_min: float = 0.5

@@ -95,7 +95,7 @@ def _jet_definition(algorithm: str, radius: float):
 def _silence_banner() -> None:
     """FastJet prints its banner on stdout at the first clustering of a process; the Python
     package has no switch for it, so run one tiny clustering with stdout sent to /dev/null.
-    (The banner asks to cite FastJet: the README does.)"""
+    (The banner asks to cite FastJet: docs/howto/simulate.md does.)"""
     import fastjet
 
     one = ak.Array([[{"px": 1.0, "py": 0.0, "pz": 0.0, "E": 1.0}]], with_name="Momentum4D")

@@ -1,10 +1,10 @@
 """The pipeline's TOML config: every key declared once, checked on the way in.
 
 :data:`SECTIONS` is the schema (types, defaults, ranges, one help line per key); the
-README's table is generated from it (``simkit run --schema``). :func:`load_config`
-reads a file (or takes an already-parsed document), fills in the defaults, checks
-every value and the rules that tie keys together, and returns the resolved config
-with the warnings it has for the user.
+table of docs/reference/config.md is generated from it (``simkit run --schema``).
+:func:`load_config` reads a file (or takes an already-parsed document), fills in the
+defaults, checks every value and the rules that tie keys together, and returns the
+resolved config with the warnings it has for the user.
 
 >>> config, warnings = load_config({"generate": {"sim_events": 500}})
 >>> config["generate"]["sim_events"], config["unfold"]["iterations"]

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from simkit.pipeline.html import HtmlReport, Verdict, fmt
 
-#: ``metrics.json`` of a run: key pattern → meaning (also in the README).
+#: ``metrics.json`` of a run: key pattern → meaning (also in README.md and
+#: docs/reference/metrics.md).
 HEADLINE_KEYS = {
     "sim_events": "QCD events simulated",
     "pythia_events_per_second": "Pythia chain end to end in this run (generation, "
@@ -68,7 +69,7 @@ HEADLINE_KEYS = {
 
 
 def headline_table() -> str:
-    """:data:`HEADLINE_KEYS` as a Markdown table (for the README)."""
+    """:data:`HEADLINE_KEYS` as a Markdown table (for README.md and docs/reference/metrics.md)."""
     rows = [f"| `{key}` | {meaning} |" for key, meaning in HEADLINE_KEYS.items()]
     return "\n".join(["| key | meaning |", "|---|---|", *rows])
 

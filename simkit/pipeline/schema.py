@@ -1,7 +1,7 @@
 """A small declarative schema for TOML configs: types, ranges, defaults, clear errors.
 
 Every key a config may hold is declared once, with its type, default, allowed range
-and a help line; the documentation table in the README is generated from the same
+and a help line; the documentation table (docs/reference/config.md) is generated from the same
 declarations (``simkit run --schema``). Unknown keys and bad values are one-line
 errors naming the file and the key, with a suggestion for a misspelt key.
 
@@ -168,7 +168,7 @@ def parse_document(
 
 
 def markdown_table(sections: Sequence[Section]) -> str:
-    """The schema as a Markdown table (for the README)."""
+    """The schema as a Markdown table (for docs/reference/config.md)."""
     lines = ["| key | type | default | meaning |", "|---|---|---|---|"]
 
     def walk(section: Section, prefix: str) -> None:

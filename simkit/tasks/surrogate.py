@@ -20,7 +20,7 @@ import numpy as np
 from simkit.errors import SimkitError
 from simkit.tasks.base import Options, option
 
-#: ``metrics.json`` of ``surrogate fit``: key → meaning (also in the README).
+#: ``metrics.json`` of ``surrogate fit``: key → meaning (also in docs/howto/surrogates.md).
 FIT_METRICS = {
     "kind": "flow or gan",
     "level": "event level the model learned (reco or gen)",
