@@ -160,7 +160,7 @@ def _pythia_parsers(processes, common) -> None:
             type=non_negative_float,
             default=argparse.SUPPRESS,
             help="jet-level relative energy resolution, a log-normal width (default: the "
-            "detector's, see the README's detector table)",
+            "detector's, see docs/explanation/simulation.md)",
         )
         p.add_argument(
             "--min-pt",
