@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from simkit.cli import add_output, non_negative_float, positive_int, say, subparser
+from simkit.cli.sharding import add_sharding
 
 
 def register(sub, common) -> None:
@@ -55,9 +56,10 @@ def _lhco_parser(sources, common) -> None:
         type=positive_int,
         default=defaults.chunk_size,
         metavar="N",
-        help="events read and clustered at a time",
+        help="events read and clustered at a time: the shard of --jobs/--scheduler",
     )
     p.add_argument("-n", "--events", type=positive_int, metavar="N", help="import the first N only")
+    add_sharding(p)
     p.set_defaults(func=run_lhco)
 
 
@@ -132,7 +134,8 @@ def run_lhco(args: argparse.Namespace) -> int:
         max_events=args.events,
         progress=not args.quiet,
     )
-    _report(args, import_lhco(args.file, args.output, config))
+    sharding = {k: getattr(args, k) for k in ("jobs", "scheduler", "resume", "keep_shards")}
+    _report(args, import_lhco(args.file, args.output, config, **sharding))
     return 0
 
 

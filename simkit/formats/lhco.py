@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -264,98 +263,127 @@ def raw_table(values: np.ndarray, *, min_pt: float | None = None) -> EventTable:
     )
 
 
-def _chunks(store, layout: Layout, path: Path, config: LHCOConfig) -> Iterator[Sample]:
-    n = layout.n_events if config.max_events is None else min(layout.n_events, config.max_events)
-    for start in range(0, n, config.chunk_size):
-        stop = min(start + config.chunk_size, n)
-        try:
-            frame = store.select(layout.key, start=start, stop=stop)
-        except Exception as exc:
-            raise FileFormatError(
-                f"{path}: rows {start}–{stop} are unreadable (a truncated file?): "
-                f"{_first_line(exc)}"
-            ) from None
-        if len(frame) != stop - start:
-            raise FileFormatError(
-                f"{path}: rows {start}–{stop} gave {len(frame)} rows (a truncated file?)"
-            )
-        if layout.kind == "features":
-            values = frame[list(FEATURE_COLUMNS)].to_numpy(np.float64)
-            _check_finite(values, FEATURE_COLUMNS, path, start)
-            table = features_table(frame, min_pt=config.min_pt)
-            labels = frame[LABEL].to_numpy() if layout.has_labels else None
-        else:
-            values = frame.to_numpy(np.float64)
-            names = [f"{c} (hadron {i // 3})" for i, c in enumerate(frame.columns[:RAW_WIDTH])]
-            _check_finite(values, [*names, LABEL], path, start)
-            table = raw_table(values, min_pt=config.min_pt)
-            labels = values[:, RAW_WIDTH] if layout.has_labels else None
-        if labels is not None:
-            table = replace(table, labels=_labels(labels, path, start))
-        yield Sample(reco=table)
+def _read_rows(
+    store, layout: Layout, path: Path, config: LHCOConfig, start: int, stop: int
+) -> Sample:
+    """Rows ``start`` to ``stop`` of the file as a sample (features or clustered jets)."""
+    try:
+        frame = store.select(layout.key, start=start, stop=stop)
+    except Exception as exc:
+        raise FileFormatError(
+            f"{path}: rows {start}–{stop} are unreadable (a truncated file?): {_first_line(exc)}"
+        ) from None
+    if len(frame) != stop - start:
+        raise FileFormatError(
+            f"{path}: rows {start}–{stop} gave {len(frame)} rows (a truncated file?)"
+        )
+    if layout.kind == "features":
+        values = frame[list(FEATURE_COLUMNS)].to_numpy(np.float64)
+        _check_finite(values, FEATURE_COLUMNS, path, start)
+        table = features_table(frame, min_pt=config.min_pt)
+        labels = frame[LABEL].to_numpy() if layout.has_labels else None
+    else:
+        values = frame.to_numpy(np.float64)
+        names = [f"{c} (hadron {i // 3})" for i, c in enumerate(frame.columns[:RAW_WIDTH])]
+        _check_finite(values, [*names, LABEL], path, start)
+        table = raw_table(values, min_pt=config.min_pt)
+        labels = values[:, RAW_WIDTH] if layout.has_labels else None
+    if labels is not None:
+        table = replace(table, labels=_labels(labels, path, start))
+    return Sample(reco=table)
+
+
+@dataclass(frozen=True)
+class LHCOShard:
+    """Import rows ``ranges[i]`` of an LHC Olympics file into shard ``i``'s event file
+    (picklable: sent to worker processes; see :mod:`simkit.shards`)."""
+
+    path: str
+    layout: Layout
+    config: LHCOConfig
+    ranges: tuple[tuple[int, int], ...]
+
+    def __call__(self, index: int, output: Path) -> None:
+        from simkit.io import SampleWriter
+
+        start, stop = self.ranges[index]
+        with _store(Path(self.path)) as store:
+            sample = _read_rows(store, self.layout, Path(self.path), self.config, start, stop)
+        with SampleWriter(
+            output,
+            levels={"reco": self.layout.columns},
+            units={"reco": D.units(self.layout.kind == "raw")},
+            labels=self.layout.has_labels,
+            provenance={"shard": index, "rows": [start, stop]},
+        ) as out:
+            out.append(sample)
 
 
 # --------------------------------------------------------------------------- import
 
 
 def import_lhco(
-    path: str | os.PathLike, output: str | os.PathLike, config: LHCOConfig | None = None
+    path: str | os.PathLike,
+    output: str | os.PathLike,
+    config: LHCOConfig | None = None,
+    *,
+    jobs: int = 1,
+    scheduler=None,
+    resume: bool = False,
+    keep_shards: bool = False,
 ) -> ImportResult:
     """Convert an LHC Olympics 2020 file (either layout) into a simkit event file.
 
-    The output is written under a temporary name and renamed into place when complete:
-    bad input leaves no output file.
+    The file is read in shards of ``config.chunk_size`` rows, each written as an event
+    file into ``OUTPUT.shards/`` and merged in order (:mod:`simkit.shards`): by this
+    process, ``jobs`` worker processes or a Dask ``scheduler``, with the same bytes out,
+    and ``resume=True`` continues an interrupted import. Bad input leaves no output file.
     """
-    from simkit.io import SampleWriter, make_provenance
-    from simkit.progress import progress_bar
+    from simkit.io import make_provenance, read_array
+    from simkit.shards import ShardPlan, events_name, run_shards, shard_ranges
 
     config = config or LHCOConfig()
     path = Path(path)
     t0 = time.perf_counter()
     with _store(path) as store:
         layout = _detect(store, path)
-        n = (
-            layout.n_events
-            if config.max_events is None
-            else min(layout.n_events, config.max_events)
+    n = layout.n_events if config.max_events is None else min(layout.n_events, config.max_events)
+    settings = {
+        "layout": layout.kind,
+        "key": layout.key,
+        **asdict(config),
+    }
+    settings["min_pt"] = D.reference().MIN_LEADING_PT if config.min_pt is None else config.min_pt
+    if layout.kind == "raw":
+        settings["clustering"] = (
+            f"anti-kT R={D.reference().JET_RADIUS} (FastJet), massless hadrons; "
+            "N-subjettiness beta=1, WTA kT axes (simkit.generators.jets)"
         )
-        settings = {
-            "layout": layout.kind,
-            "key": layout.key,
-            **asdict(config),
-        }
-        settings["min_pt"] = (
-            D.reference().MIN_LEADING_PT if config.min_pt is None else config.min_pt
-        )
-        if layout.kind == "raw":
-            settings["clustering"] = (
-                f"anti-kT R={D.reference().JET_RADIUS} (FastJet), massless hadrons; "
-                "N-subjettiness beta=1, WTA kT axes (simkit.generators.jets)"
-            )
-        del settings["progress"]
-        n_passed = 0
-        with (
-            SampleWriter(
-                output,
-                levels={"reco": layout.columns},
-                units={"reco": D.units(layout.kind == "raw")},
-                labels=layout.has_labels,
-            ) as out,
-            progress_bar(
-                total=n,
-                unit="ev",
-                unit_scale=True,
-                desc=f"lhco {layout.kind}",
-                enabled=config.progress,
-            ) as bar,
-        ):
-            for chunk in _chunks(store, layout, path, config):
-                out.append(chunk)
-                n_passed += int(chunk.reco.passed.sum())
-                bar.update(len(chunk))
-            out.update_provenance(
-                **make_provenance("simkit.formats.lhco", source=source_record(path), **settings)
-            )
+    del settings["progress"]
+    ranges = tuple(shard_ranges(n, config.chunk_size))
+    stat = path.stat()
+    plan = ShardPlan(
+        Path(output),
+        fingerprint={
+            "source": {"path": str(path), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns},
+            **settings,
+        },
+        sizes=tuple(b - a for a, b in ranges),
+        names=tuple(events_name(a, b) for a, b in ranges),
+    )
+    run_shards(
+        plan,
+        LHCOShard(str(path), layout, config, ranges),
+        provenance=make_provenance("simkit.formats.lhco", source=source_record(path), **settings),
+        jobs=jobs,
+        scheduler=scheduler,
+        resume=resume,
+        keep=keep_shards,
+        progress=config.progress,
+        desc=f"lhco {layout.kind}",
+        preload=("pandas", "tables", "simkit.formats.lhco"),
+    )
+    n_passed = int(np.count_nonzero(read_array(output, "reco/pass")))
     return ImportResult(
         output=Path(output),
         n_events=n,
