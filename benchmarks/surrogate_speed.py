@@ -1,19 +1,27 @@
-"""Surrogate speed and fidelity against the Pythia 8 reference chain, in one run.
+"""Surrogate speed and fidelity against the Pythia 8 reference chain, side by side.
 
-1. Simulates a Pythia QCD dijet sample with the reference chain (Pythia 8 → parametric
-   detector → FastJet → features) and times it end to end: the chain's rate, per
-   generated event and per event passing the selection (a surrogate event stands for a
-   selected one).
-2. Fits a flow and a GAN (``simkit surrogate fit``'s function) to the reco-level passing
-   events of that sample, all 16 columns, unconditional; the fit holds out 20 % of the
-   events and reports the two-sample classifier AUC of generated vs held-out events.
-3. Samples events from each model into event files (``simkit surrogate sample``'s
-   function: inference mode, large chunks, streamed writes), with simkit's default
-   compression (gzip level 1 + shuffle) and without, and times generating and
-   writing separately.
+Two phases, each resumable from the work folder (``-o``); without ``--phase`` both run:
 
-Run ``python benchmarks/surrogate_speed.py --quick`` for a smoke run (minutes), without
-``--quick`` for the recorded numbers (BENCHMARKS.md). ``--device cuda`` on a GPU.
+``fit``
+    simulates a Pythia QCD dijet sample with the reference chain (Pythia 8 → parametric
+    detector → FastJet → features) and fits flows (one per ``--flow-hidden`` width; 128
+    is the default architecture) and GANs (one per ``--gan-seeds`` seed) to its 16
+    reco-level columns, unconditional (``simkit surrogate fit``'s task: 20 % of the
+    events held out for the two-sample classifier AUC, the fidelity figure).
+``time``
+    every rate, in one process, one after the other on the same machine: the Pythia chain
+    (two workers end to end into a file, and one process stage by stage); each flow
+    sampled in memory through normflows' own evaluation ("normflows raw") and through
+    simkit's fast path ("ours"), and into event files with ``simkit surrogate sample``'s
+    task (gzip level 1 + shuffle, and uncompressed); a zuko neural-spline flow of the same
+    size (``pip install zuko``); the GAN into event files. Fits take long and do not
+    depend on the load; rates do, so ``time`` is the phase to run on a quiet machine.
+
+    python benchmarks/surrogate_speed.py --quick -o /tmp/surr-quick       # smoke run
+    python benchmarks/surrogate_speed.py --phase fit -o runs/bench-surrogates
+    python benchmarks/surrogate_speed.py --phase time -o runs/bench-surrogates
+
+Results in ``-o``/results.json and printed as the BENCHMARKS.md tables.
 """
 
 from __future__ import annotations
@@ -28,12 +36,27 @@ from pathlib import Path
 
 import torch
 
-from simkit.tasks.surrogate import fit_surrogate, sample_surrogate
 from simkit.generators.pythia import generate, measure_rate
 from simkit.io import read_sample, write_json
+from simkit.surrogates import load_surrogate
+from simkit.tasks.surrogate import fit_surrogate, sample_surrogate
 
-QUICK = {"events": 3000, "flow_epochs": 3, "gan_epochs": 3, "sample_events": 300_000}
-FULL = {"events": 50_000, "flow_epochs": 40, "gan_epochs": 80, "sample_events": 1_000_000}
+QUICK = {
+    "events": 3000,
+    "flow_epochs": 3,
+    "gan_epochs": 3,
+    "sample_events": 300_000,
+    "raw_events": 50_000,
+    "chain_events": 1000,
+}
+FULL = {
+    "events": 50_000,
+    "flow_epochs": 40,
+    "gan_epochs": 80,
+    "sample_events": 1_000_000,
+    "raw_events": 200_000,
+    "chain_events": 10_000,
+}
 
 
 def machine() -> dict:
@@ -44,20 +67,220 @@ def machine() -> dict:
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "python": platform.python_version(),
         "torch": torch.__version__,
+        "load_average": list(os.getloadavg()),
     }
+
+
+# --------------------------------------------------------------------------- fit phase
+
+
+def fit_phase(args, sizes: dict, out: Path, results: dict) -> None:
+    sim = out / "qcd.h5"
+    if not sim.exists():
+        print(f"Pythia QCD dijets: {sizes['events']} events on {args.jobs} worker(s) ...")
+        t0 = time.perf_counter()
+        generate("qcd-dijet", sizes["events"], args.seed, jobs=args.jobs, output=sim)
+        results["simulation"] = {"events": sizes["events"], "seconds": time.perf_counter() - t0}
+    models = [(f"flow-{h}", "flow", {"hidden": h}) for h in args.flow_hidden]
+    models += [(f"gan-seed{s}", "gan", {"seed": s}) for s in args.gan_seeds]
+    for name, kind, options in models:
+        if name in results.get("fits", {}):
+            continue
+        print(f"fit {name} ...", flush=True)
+        settings = {k: v for k, v in options.items() if k != "seed"}
+        metrics = fit_surrogate(
+            sim,
+            out / name,
+            kind=kind,
+            level="reco",
+            epochs=sizes[f"{kind}_epochs"],
+            seed=options.get("seed", args.seed),
+            device=args.device,
+            progress=not args.quiet,
+            n_bootstrap=100,
+            **settings,
+        )
+        keys = ("two_sample_auc", "two_sample_auc_low", "two_sample_auc_high", "auc_null_sigma")
+        keys += ("events_train", "events_test", "epochs", "best_epoch", "train_seconds")
+        entry = {"kind": kind, **options, **{k: metrics.get(k) for k in keys}}
+        entry["test_nll"] = metrics.get("test_nll")
+        results.setdefault("fits", {})[name] = entry
+        write_json(out / "results.json", results)
+        print(json.dumps(entry), flush=True)
+
+
+# --------------------------------------------------------------------------- time phase
+
+
+def _rate(n: int, seconds: float) -> float:
+    return n / seconds if seconds > 0 else float("nan")
+
+
+def in_memory(folder: Path, n: int, sampler: str, seed: int) -> float:
+    """Events/s of ``Surrogate.sample`` (noise → physical events in an EventTable)."""
+    model = load_surrogate(folder, device="cpu")
+    if sampler != "default":
+        model.sampler = sampler
+    model.sample(min(n, 20_000), seed=seed)  # warm-up
+    t0 = time.perf_counter()
+    model.sample(n, seed=seed)
+    return _rate(n, time.perf_counter() - t0)
+
+
+def to_file(folder: Path, target: Path, n: int, compression: str, seed: int) -> dict:
+    timing = sample_surrogate(folder, target, n, seed=seed, compression=compression)
+    size = target.stat().st_size
+    target.unlink()  # large; the numbers are what count
+    return {
+        "events_per_second": timing["events_per_second"],
+        "generate_events_per_second": timing["generate_events_per_second"],
+        "write_events_per_second": _rate(n, timing["write_seconds"]),
+        "file_bytes_per_event": size / n,
+    }
+
+
+def zuko_rate(n_features: int, hidden: int, n: int) -> dict | None:
+    """A zuko coupling neural-spline flow of the same size, untrained (the arithmetic does
+    not depend on the weights): 6 transforms, 8 bins, 4 hidden layers of ``hidden`` (as
+    many linear maps as normflows' residual net of 2 blocks)."""
+    try:
+        import zuko
+    except ImportError:
+        print("zuko not installed (pip install zuko, or simkit[bench]): skipped")
+        return None
+    torch.manual_seed(0)
+    flow = zuko.flows.NSF(
+        n_features, 0, bins=8, transforms=6, passes=2, hidden_features=(hidden,) * 4
+    ).eval()
+    with torch.inference_mode():
+        flow().sample((10_000,))  # warm-up
+        t0 = time.perf_counter()
+        for start in range(0, n, 1 << 17):
+            flow().sample((min(1 << 17, n - start),))
+        seconds = time.perf_counter() - t0
+    return {"version": zuko.__version__, "events_per_second": _rate(n, seconds)}
+
+
+def time_phase(args, sizes: dict, out: Path, results: dict) -> None:
+    timing: dict = {"machine_start": machine()}
+    print(f"Pythia chain: {sizes['chain_events']} events on {args.jobs} workers ...", flush=True)
+    chain_file = out / "chain.h5"
+    t0 = time.perf_counter()
+    generate("qcd-dijet", sizes["chain_events"], args.seed + 7, jobs=args.jobs, output=chain_file)
+    seconds = time.perf_counter() - t0
+    n_pass = int(read_sample(chain_file, levels=["reco"]).reco.passed.sum())
+    chain_file.unlink()
+    timing["pythia"] = {
+        "jobs": args.jobs,
+        "events": sizes["chain_events"],
+        "seconds": seconds,
+        "events_per_second": sizes["chain_events"] / seconds,
+        "passing_events_per_second": n_pass / seconds,
+        "one_process_stages_per_second": measure_rate(
+            200 if args.quick else 1000, seed=args.seed + 1
+        ),
+    }
+    chain = timing["pythia"]["passing_events_per_second"]
+    print(json.dumps(timing["pythia"]), flush=True)
+    n, n_raw = sizes["sample_events"], sizes["raw_events"]
+    for name, fit in results.get("fits", {}).items():
+        folder = out / name
+        entry: dict = {}
+        print(f"time {name} ...", flush=True)
+        if fit["kind"] == "flow":
+            entry["normflows_memory"] = in_memory(folder, n_raw, "normflows", args.seed)
+            entry["ours_memory"] = in_memory(folder, n, "default", args.seed)
+        elif name != f"gan-seed{args.gan_seeds[0]}":
+            continue  # the GAN's rate once; its other seeds are for the fidelity spread
+        else:
+            entry["ours_memory"] = in_memory(folder, n, "default", args.seed)
+        for compression in ("gzip", "none"):
+            entry[f"file_{compression}"] = to_file(
+                folder, out / f"{name}-{compression}.h5", n, compression, args.seed
+            )
+        entry["times_pythia_chain_gzip"] = entry["file_gzip"]["events_per_second"] / chain
+        timing.setdefault("models", {})[name] = entry
+        print(json.dumps(entry), flush=True)
+    n_features = 16
+    hidden = args.flow_hidden[0]
+    timing["zuko"] = zuko_rate(n_features, hidden, n_raw)
+    if timing["zuko"]:
+        timing["zuko"]["hidden"] = hidden
+    print(json.dumps(timing["zuko"]), flush=True)
+    timing["machine_end"] = machine()
+    timing["command"] = " ".join([Path(sys.executable).name, *sys.argv])
+    results["timing"] = timing
+
+
+# --------------------------------------------------------------------------- report
+
+
+def markdown(results: dict) -> str:
+    """The BENCHMARKS.md tables of a run."""
+    lines = []
+    fits = results.get("fits", {})
+    timing = results.get("timing", {})
+    if "pythia" in timing:
+        p = timing["pythia"]
+        stages = p["one_process_stages_per_second"]
+        lines += [
+            f"Pythia chain ({p['jobs']} workers, {p['events']} events into a file): "
+            f"{p['events_per_second']:.1f} events/s, {p['passing_events_per_second']:.1f} "
+            f"passing events/s; one process end to end {stages['end_to_end_per_s']:.1f}/s",
+            "",
+        ]
+    lines += [
+        "| model | AUC [95 % CI] | null σ | train events × epochs | in memory, normflows raw "
+        "| in memory, ours | file, gzip | of which generating | file, no compression "
+        "| × chain (gzip) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    models = timing.get("models", {})
+    for name, fit in fits.items():
+        t = models.get(name, {})
+        ci = ""
+        if fit.get("two_sample_auc_low") is not None:
+            ci = f" [{fit['two_sample_auc_low']:.3f}, {fit['two_sample_auc_high']:.3f}]"
+
+        def rate(value):
+            return "–" if value is None else f"{value:,.0f}"
+
+        gz, raw = t.get("file_gzip", {}), t.get("file_none", {})
+        chain = t.get("times_pythia_chain_gzip")
+        lines.append(
+            f"| {name} | {fit['two_sample_auc']:.3f}{ci} | {fit['auc_null_sigma']:.4f} | "
+            f"{fit['events_train']} × {fit['epochs']} | {rate(t.get('normflows_memory'))} | "
+            f"{rate(t.get('ours_memory'))} | {rate(gz.get('events_per_second'))} | "
+            f"{rate(gz.get('generate_events_per_second'))} | "
+            f"{rate(raw.get('events_per_second'))} | "
+            f"{'–' if chain is None else f'{chain:,.0f}'} |"
+        )
+    if timing.get("zuko"):
+        z = timing["zuko"]
+        lines += [
+            "",
+            f"zuko {z['version']} NSF (coupling, 6 × 8 bins, 4 × {z['hidden']} hidden, "
+            f"untrained), in memory: {z['events_per_second']:,.0f} events/s",
+        ]
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
-    parser.add_argument("--events", type=int, help="Pythia events to simulate")
+    parser.add_argument("--phase", choices=("fit", "time"), help="one phase (default: both)")
+    parser.add_argument("--events", type=int, help="Pythia events to simulate and fit")
     parser.add_argument("--flow-epochs", type=int)
     parser.add_argument("--gan-epochs", type=int)
-    parser.add_argument("--sample-events", type=int, help="events to sample per model")
+    parser.add_argument("--sample-events", type=int, help="events sampled per model")
+    parser.add_argument("--raw-events", type=int, help="events for normflows raw and zuko")
+    parser.add_argument("--chain-events", type=int, help="Pythia events of the timed chain")
+    parser.add_argument("--flow-hidden", type=int, nargs="+", default=[128])
+    parser.add_argument("--gan-seeds", type=int, nargs="*", default=[1])
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="Pythia workers")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--kinds", nargs="+", default=["flow", "gan"], choices=("flow", "gan"))
+    parser.add_argument("--quiet", action="store_true")
     parser.add_argument("-o", "--output", default="runs/bench-surrogates", help="work folder")
     args = parser.parse_args(argv)
     sizes = dict(QUICK if args.quick else FULL)
@@ -66,116 +289,18 @@ def main(argv: list[str] | None = None) -> int:
             sizes[key] = getattr(args, key)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
-    results: dict = {"mode": "quick" if args.quick else "full", **sizes, "machine": machine()}
-    results["command"] = " ".join([Path(sys.executable).name, *sys.argv])
-
-    # --------------------------------------------------------------- the reference chain
-    print(f"Pythia QCD dijets: {sizes['events']} events on {args.jobs} worker(s) ...", flush=True)
-    t0 = time.perf_counter()
-    path = generate("qcd-dijet", sizes["events"], args.seed, jobs=args.jobs, output=out / "qcd.h5")
-    chain_seconds = time.perf_counter() - t0
-    n_pass = int(read_sample(path, levels=["reco"]).reco.passed.sum())
-    stages = measure_rate(200 if args.quick else 1000, seed=args.seed + 1)
-    results["pythia"] = {
-        "jobs": args.jobs,
-        "seconds": chain_seconds,
-        "events": sizes["events"],
-        "events_passing": n_pass,
-        "events_per_second": sizes["events"] / chain_seconds,
-        "passing_events_per_second": n_pass / chain_seconds,
-        "one_process_stages_per_second": stages,
-    }
-    chain_rate = n_pass / chain_seconds
-    print(
-        f"  {sizes['events'] / chain_seconds:.1f} events/s, {chain_rate:.1f} passing/s", flush=True
-    )
-
-    # --------------------------------------------------------------- surrogates
-    for kind in args.kinds:
-        folder = out / kind
-        print(f"fit {kind} ...", flush=True)
-        metrics = fit_surrogate(
-            path,
-            folder,
-            kind=kind,
-            level="reco",
-            epochs=sizes[f"{kind}_epochs"],
-            seed=args.seed,
-            device=args.device,
-            progress=True,
-            n_bootstrap=100,
-        )
-        entry = {
-            "two_sample_auc": metrics["two_sample_auc"],
-            "two_sample_auc_interval": [
-                metrics["two_sample_auc_low"],
-                metrics["two_sample_auc_high"],
-            ],
-            "auc_null_sigma": metrics["auc_null_sigma"],
-            "events_train": metrics["events_train"],
-            "events_test": metrics["events_test"],
-            "epochs": metrics["epochs"],
-            "best_epoch": metrics["best_epoch"],
-            "train_seconds": metrics["train_seconds"],
-            "train_events_per_second": metrics["train_events_per_second"],
-            "test_nll": metrics["test_nll"],
-            "device": metrics["device"],
-        }
-        for compression in ("gzip", "none"):
-            print(f"sample {kind} ({compression}) ...", flush=True)
-            timing = sample_surrogate(
-                folder,
-                out / f"{kind}-{compression}.h5",
-                sizes["sample_events"],
-                seed=args.seed,
-                compression=compression,
-                device=args.device,
-                progress=True,
-            )
-            size = (out / f"{kind}-{compression}.h5").stat().st_size
-            entry[f"sample_{compression}"] = {
-                **{k: v for k, v in timing.items() if k != "output"},
-                "write_events_per_second": timing["events"] / timing["write_seconds"],
-                "file_bytes_per_event": size / timing["events"],
-                "times_pythia_chain": timing["events_per_second"] / chain_rate,
-            }
-            (out / f"{kind}-{compression}.h5").unlink()  # large; the numbers are what count
-        results[kind] = entry
-        print(json.dumps(entry, indent=2), flush=True)
-
-    write_json(out / "results.json", results)
-    print(f"results in {out / 'results.json'}")
+    saved = out / "results.json"
+    results = json.loads(saved.read_text()) if saved.exists() else {}
+    results.update({"mode": "quick" if args.quick else "full", "sizes": sizes})
+    if args.phase in (None, "fit"):
+        results["fit_machine"] = machine()
+        fit_phase(args, sizes, out, results)
+    if args.phase in (None, "time"):
+        time_phase(args, sizes, out, results)
+    write_json(saved, results)
+    print(f"results in {saved}")
     print(markdown(results))
     return 0
-
-
-def markdown(results: dict) -> str:
-    """The BENCHMARKS.md table rows of a run."""
-    chain = results["pythia"]
-    lines = [
-        f"Pythia chain ({chain['jobs']} workers): {chain['events_per_second']:.1f} events/s, "
-        f"{chain['passing_events_per_second']:.1f} passing events/s",
-        "",
-        "| surrogate | AUC [95 % CI] | null σ | train events × epochs | train s | "
-        "sample ev/s (gzip) | generate ev/s | write ev/s (gzip) | ev/s (no compression) | "
-        "× chain |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for kind in ("flow", "gan"):
-        if kind not in results:
-            continue
-        r = results[kind]
-        gz, raw = r["sample_gzip"], r["sample_none"]
-        low, high = r["two_sample_auc_interval"]
-        ci = f" [{low:.3f}, {high:.3f}]" if low is not None else ""
-        lines.append(
-            f"| {kind} | {r['two_sample_auc']:.3f}{ci} | {r['auc_null_sigma']:.4f} | "
-            f"{r['events_train']} × {r['epochs']} | {r['train_seconds']:.0f} | "
-            f"{gz['events_per_second']:,.0f} | {gz['generate_events_per_second']:,.0f} | "
-            f"{gz['write_events_per_second']:,.0f} | {raw['events_per_second']:,.0f} | "
-            f"{gz['times_pythia_chain']:,.0f} |"
-        )
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":
