@@ -88,12 +88,25 @@ def test_nested_bars_write_no_terminal_codes_when_not_a_terminal(tmp_path, capsy
     assert not TERMINAL_CODES.search(out + err), repr(err[:300])
 
 
-def _start_generate(tmp_path, *extra):
-    return subprocess.Popen(
-        [sys.executable, "-m", "simkit", "generate", "qcd-dijet", "-n", "100000",
-         *extra, "-o", str(tmp_path / "big.h5")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+@pytest.fixture
+def start_generate(tmp_path):
+    """Start ``simkit generate`` of many events in a subprocess; never leave it running."""
+    started = []
+
+    def start(*extra):
+        process = subprocess.Popen(
+            [sys.executable, "-m", "simkit", "generate", "qcd-dijet", "-n", "100000",
+             *extra, "-o", str(tmp_path / "big.h5")],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+        process.communicate()
 
 
 def _wait_for_a_finished_shard(process, folder, timeout=60.0):
@@ -104,8 +117,6 @@ def _wait_for_a_finished_shard(process, folder, timeout=60.0):
             return
         assert process.poll() is None, process.communicate()
         time.sleep(0.1)
-    process.kill()
-    process.communicate()
     pytest.fail("simkit generate finished no shard within a minute")
 
 
@@ -120,10 +131,10 @@ def _assert_terminated_cleanly(process, folder):
     assert "plan.json" in kept and all(re.fullmatch(r"plan\.json|shard-\d+\.h5", k) for k in kept)
 
 
-def test_sigterm_removes_temporary_files_and_exits_143(tmp_path):
+def test_sigterm_removes_temporary_files_and_exits_143(tmp_path, start_generate):
     """A batch system's SIGTERM (time-out, pre-emption) unwinds like Ctrl-C. Progress is
     on and stderr is a pipe: the unfinished bar adds nothing to the one line."""
-    process = _start_generate(tmp_path, "--shard-size", "10")
+    process = start_generate("--shard-size", "10")
     _wait_for_a_finished_shard(process, tmp_path)
     time.sleep(0.3)  # the next shard is being written
     process.send_signal(signal.SIGTERM)
@@ -131,8 +142,8 @@ def test_sigterm_removes_temporary_files_and_exits_143(tmp_path):
 
 
 @pytest.mark.slow
-def test_sigterm_stops_the_workers_too(tmp_path):
-    process = _start_generate(tmp_path, "--jobs", "2", "--shard-size", "200", "--quiet")
+def test_sigterm_stops_the_workers_too(tmp_path, start_generate):
+    process = start_generate("--jobs", "2", "--shard-size", "200", "--quiet")
     _wait_for_a_finished_shard(process, tmp_path)
     process.send_signal(signal.SIGTERM)
     _assert_terminated_cleanly(process, tmp_path)
