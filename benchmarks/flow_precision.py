@@ -20,9 +20,9 @@ from pathlib import Path
 
 import torch
 
-from simkit.tasks.surrogate import fit_surrogate
 from simkit.io import write_json
 from simkit.surrogates import load_surrogate
+from simkit.tasks.surrogate import fit_surrogate
 
 
 def generation_rate(folder: Path, n: int, chunk: int, device: str) -> float:

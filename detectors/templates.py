@@ -161,7 +161,7 @@ def dijet_fit_mjj(
 ) -> np.ndarray:
     """``n`` mjj values inside ``region`` from the dijet-function fit of the spectrum's
     sidebands (:func:`detectors.evaluate.bump_hunt`), by inverting its CDF on a grid."""
-    from detectors.evaluate import _log_dijet, bump_hunt
+    from detectors.bumphunt import _log_dijet, bump_hunt
 
     hunt = bump_hunt(mjj, signal_region=region, bin_width=bin_width)
     grid = np.linspace(region.low, region.high, 4001)

@@ -23,7 +23,10 @@ ESTIMATORS = [
 ]
 
 
-@pytest.mark.parametrize("make", ESTIMATORS, ids=["detector", "omnifold", "template", "flow", "gan"])
+NAMES = ["detector", "omnifold", "template", "flow", "gan"]
+
+
+@pytest.mark.parametrize("make", ESTIMATORS, ids=NAMES)
 def test_parameters_come_from_init_and_can_be_set(make):
     estimator = make()
     params = estimator.get_params()

@@ -15,8 +15,8 @@ the matching ``simkit`` command, named as the option's ``dest`` (``--push-tolera
 Field metadata: ``flag`` (the option when it is not ``--`` + the name with dashes; a
 boolean that defaults to True is switched off by its flag), ``cli=False`` (not an
 option: set from Python only), ``parser_default=True`` (None here means "the parser's
-own default", e.g. a process's generation cut), ``format="widths"`` or ``"names"`` (a tuple written as one
-comma-separated word, ``64,64`` or ``m_j1,tau21_j1``).
+own default", e.g. a process's generation cut), ``format="widths"`` or ``"names"`` (a
+tuple written as one comma-separated word, ``64,64`` or ``m_j1,tau21_j1``).
 """
 
 from __future__ import annotations

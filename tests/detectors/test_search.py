@@ -82,7 +82,8 @@ def test_injected_signal_is_found(classifier):
 
 
 def _background_only_z(seeds: range) -> np.ndarray:
-    """Local Z (the most significant of two cuts, trials-corrected) of seeded background-only searches, perfect template."""
+    """Local Z (the most significant of two cuts, trials-corrected) of seeded
+    background-only searches with a perfect template."""
     zs = []
     for seed in seeds:
         rng = np.random.default_rng(100 + seed)
@@ -201,8 +202,9 @@ def test_the_trials_factor_for_the_best_cut_is_calibrated():
     """Šidák over k independent cuts: the corrected Z of the best of k unit-normal Z is
     unit-normal again. 20 000 seeded draws of k = 3: the fraction above 1 and above 2
     agrees with Φ's tail within 3 binomial σ; with a fixed cut nothing is corrected."""
-    from scipy import stats
     from types import SimpleNamespace
+
+    from scipy import stats
 
     from detectors.search import choose_cut
 
@@ -210,17 +212,24 @@ def test_the_trials_factor_for_the_best_cut_is_calibrated():
     effs = (0.1, 0.01, 0.001)
     z = np.array(
         [
-            choose_cut([SimpleNamespace(efficiency=e, z_local=v) for e, v in zip(effs, row)])[1]
+            choose_cut(
+                [SimpleNamespace(efficiency=e, z_local=v) for e, v in zip(effs, row, strict=True)]
+            )[1]
             for row in rng.normal(size=(20000, 3))
         ]
     )
     for level in (1.0, 2.0):
         nominal = stats.norm.sf(level)
         assert abs((z > level).mean() - nominal) < 3 * np.sqrt(nominal * (1 - nominal) / len(z))
-    cuts = [SimpleNamespace(efficiency=e, z_local=v) for e, v in zip(effs, (0.5, 4.0, 1.0))]
+    cuts = [
+        SimpleNamespace(efficiency=e, z_local=v) for e, v in zip(effs, (0.5, 4.0, 1.0), strict=True)
+    ]
     assert choose_cut(cuts, 0.1) == (0.1, 0.5, 1)
     eff, z_best, k = choose_cut(cuts)
     assert (eff, k) == (0.01, 3) and 3.5 < z_best < 4.0
     # beyond float range the asymptotic form takes over, still below the raw Z
-    cuts = [SimpleNamespace(efficiency=e, z_local=v) for e, v in zip(effs, (1.0, 40.0, 1.0))]
+    cuts = [
+        SimpleNamespace(efficiency=e, z_local=v)
+        for e, v in zip(effs, (1.0, 40.0, 1.0), strict=True)
+    ]
     assert 39.9 < choose_cut(cuts)[1] < 40.0
