@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from ddp_testing import fit
@@ -74,3 +75,24 @@ def test_resume_under_torchrun_continues_exactly(tmp_path):
     resumed = torchrun(tmp_path / "resumed", "6", str(checkpoint))
     for r in range(2):
         assert torch.equal(resumed[r]["final"], whole[r]["final"])
+
+
+@pytest.mark.slow
+def test_a_command_under_torchrun_writes_from_rank_0_only(tmp_path):
+    """`torchrun -m simkit detect train`: rank 0 writes the model folder and talks; the
+    other rank trains alongside into a scratch folder it removes."""
+    from dijet_toy import dijet_sample
+
+    from simkit.io import write_sample
+
+    write_sample(tmp_path / "train.h5", dijet_sample(3000, 0, np.random.default_rng(3)))
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+         "-m", "simkit", "detect", "train", "--input", str(tmp_path / "train.h5"),
+         "--model", "vae", "--epochs", "2", "--device", "cpu", "-o", str(tmp_path / "det")],
+        capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("trained vae") == 1  # one rank talks
+    assert (tmp_path / "det" / "model.safetensors").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["det", "train.h5"]
