@@ -158,6 +158,15 @@ class _Losses(nn.Module):
         return loss(*batch)
 
 
+def pin_local_gpu() -> None:
+    """Make ``cuda`` (no index) mean this rank's GPU, ``cuda:LOCAL_RANK``, when there is
+    one: code that runs before or after the training loop (standardization, sampling,
+    scoring) then stays on the rank's own GPU."""
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if torch.cuda.is_available() and local < torch.cuda.device_count():
+        torch.cuda.set_device(local)
+
+
 _OWNED = False  # whether this module initialized the process group
 
 

@@ -215,6 +215,10 @@ def torchrun_rank_outputs(args: argparse.Namespace):
     ranks run quietly into a scratch folder that is removed at the end."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
+    if world > 1:  # before any tensor: "cuda" means this rank's GPU everywhere
+        from simkit.distributed import pin_local_gpu
+
+        pin_local_gpu()
     try:
         if world > 1 and rank > 0 and getattr(args, "output", None) is not None:
             import tempfile
