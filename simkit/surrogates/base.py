@@ -238,17 +238,18 @@ class Surrogate(HyperParameters):
     def fit(
         self,
         data: EventTable | np.ndarray,
-        weights: np.ndarray | None = None,
+        sample_weight: np.ndarray | None = None,
         *,
         names: Sequence[str] | None = None,
     ) -> Surrogate:
         """Learn the events of ``data`` (an :class:`EventTable`: its passing rows and
-        weights; or an (N, F) array with column ``names`` and optional ``weights``).
+        weights; or an (N, F) array with column ``names`` and optional
+        ``sample_weight``, as scikit-learn names it).
 
         Event weights enter the loss, so the model learns the weighted distribution
         (e.g. simulation × OmniFold push weights). Returns ``self``.
         """
-        table = self._table(data, weights, names)
+        table = self._table(data, sample_weight, names)
         condition = tuple(self.condition)
         features = (
             tuple(self.columns)
