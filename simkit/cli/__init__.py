@@ -223,7 +223,11 @@ def torchrun_rank_outputs(args: argparse.Namespace):
         if world > 1 and rank > 0 and getattr(args, "output", None) is not None:
             import tempfile
 
-            with tempfile.TemporaryDirectory(prefix=f"simkit-rank{rank}-") as scratch:
+            with (
+                tempfile.TemporaryDirectory(prefix=f"simkit-rank{rank}-") as scratch,
+                open(os.devnull, "w") as silence,
+                contextlib.redirect_stdout(silence),  # even what --quiet prints
+            ):
                 args.quiet = True
                 args.output = os.path.join(scratch, os.path.basename(str(args.output)))
                 yield
