@@ -96,7 +96,10 @@ class ShardPlan:
     ``fingerprint`` is a JSON-able mapping of everything that fixes the shards' content
     (seed, process, settings, inputs, shard size, …) and nothing that does not (worker
     count, scheduler). ``names`` optionally describes each shard for error messages
-    (e.g. ``"events 1000–1999"``).
+    (e.g. ``"events 1000–1999"``). ``sizes`` are the events of each shard, or with
+    ``exact=False`` only its work for the progress bar (entries read before a
+    selection): a shard's file then counts as complete when it is valid and says it is
+    that shard.
     """
 
     output: Path
@@ -104,6 +107,7 @@ class ShardPlan:
     sizes: tuple[int, ...]
     names: tuple[str, ...] = ()
     folder: Path = field(default=None)  # type: ignore[assignment]
+    exact: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "output", Path(self.output))
@@ -119,7 +123,8 @@ class ShardPlan:
     @property
     def digest(self) -> str:
         """A short hash of the fingerprint and the shard sizes."""
-        text = _canonical({"fingerprint": self.fingerprint, "sizes": self.sizes})
+        plan = {"fingerprint": self.fingerprint, "sizes": self.sizes}
+        text = _canonical(plan if self.exact else {**plan, "exact": False})
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def __len__(self) -> int:
@@ -142,9 +147,12 @@ class ShardPlan:
         if not path.is_file():
             return False
         try:
-            return inspect(path).n_events == self.sizes[index]
+            info = inspect(path)
         except SimkitError:  # damaged: run it again
             return False
+        if self.exact:
+            return info.n_events == self.sizes[index]
+        return info.provenance.get("shard") == index
 
     def complete(self) -> list[int]:
         """Indices of the shards already written."""

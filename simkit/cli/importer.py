@@ -102,7 +102,7 @@ def _root_parser(sources, common) -> None:
         type=positive_int,
         default=defaults.chunk_size,
         metavar="N",
-        help="entries read at a time",
+        help="entries read at a time: the shard of --jobs/--scheduler",
     )
     p.add_argument(
         "-n", "--entries", type=positive_int, metavar="N", help="read the first N entries only"
@@ -113,6 +113,7 @@ def _root_parser(sources, common) -> None:
         choices=("nanoaod", "delphes"),
         help="print a built-in mapping (nanoaod, delphes) and exit",
     )
+    add_sharding(p)
     p.set_defaults(func=run_root)
 
 
@@ -165,6 +166,7 @@ def run_root(args: argparse.Namespace) -> int:
         config,
         selection=args.selection,
         weight=args.weight,
+        **{k: getattr(args, k) for k in ("jobs", "scheduler", "resume", "keep_shards")},
     )
     _report(args, result)
     return 0

@@ -586,62 +586,119 @@ def _resolve(mapping: RootMapping | str | os.PathLike, first: Path) -> RootMappi
     return load_mapping(mapping)
 
 
-def iter_root(paths, mapping: RootMapping, config: RootConfig) -> Iterator[tuple[Sample, int]]:
-    """Samples chunk by chunk from ROOT files (with the entries each chunk read)."""
+def _steps(
+    path: Path,
+    tree_name: str,
+    mapping: RootMapping,
+    entry_start: int,
+    entry_stop: int,
+    step_size: int,
+) -> Iterator[tuple[Sample, int]]:
+    """Samples of entries ``entry_start`` to ``entry_stop`` of one file's tree, ``step_size``
+    entries a step (with the entries each step read); every failure one clear line."""
     ak = require("awkward", "importing ROOT files", "root")
-    tree_name = config.tree or mapping.tree
-    if tree_name is None:
-        raise SimkitError(f"{mapping.name}: names no tree: give --tree")
     exprs = _expressions(mapping)
     language = _language()
+    handle, tree = _open_tree(path, tree_name)
+    with handle:
+        from uproot.behaviors.TBranch import _keys_deep
+
+        aliases = dimension_aliases(_keys_deep(tree))
+        _check_branches(path, tree, tree_name, exprs, mapping.selection, aliases, language)
+        aliases.update({e.alias: e.expression for e in exprs})
+        where = f"{path}:{tree_name}"
+        try:
+            steps = tree.iterate(
+                [e.alias for e in exprs],
+                cut=mapping.selection,
+                aliases=aliases,
+                language=language,
+                entry_start=entry_start,
+                entry_stop=entry_stop,
+                step_size=step_size,
+                library="ak",
+                report=True,
+            )
+            for arrays, report in steps:
+                if not isinstance(arrays, ak.Array):
+                    arrays = ak.Array(arrays)
+                sample = _chunk_sample(arrays, mapping, exprs, where, report.tree_entry_start)
+                yield sample, report.tree_entry_stop - report.tree_entry_start
+        except SimkitError:
+            raise
+        except IndexError as exc:
+            raise SimkitError(
+                f"{where}: an expression indexes past the end of an event's list "
+                f"({_first_line(exc)}): use nth(X, i), which gives NaN there, and a "
+                "selection that drops those events"
+            ) from None
+        except OSError as exc:
+            raise FileFormatError(
+                f"{where}: damaged or truncated file (an interrupted copy?): {_first_line(exc)}"
+            ) from None
+        except Exception as exc:
+            raise FileFormatError(
+                f"{where}: could not be read or evaluated (a bad expression? a damaged "
+                f"file?): {type(exc).__name__}: {_first_line(exc)}"
+            ) from None
+
+
+def _entry_ranges(paths, tree_name: str, config: RootConfig) -> list[tuple[int, int, int]]:
+    """``(file index, first entry, stop entry)`` of each chunk of ``config.chunk_size``
+    entries, within ``config.max_entries`` over all files."""
     budget = config.max_entries
-    for path in paths:
+    ranges = []
+    for k, path in enumerate(paths):
         if budget is not None and budget <= 0:
             break
         handle, tree = _open_tree(path, tree_name)
         with handle:
-            from uproot.behaviors.TBranch import _keys_deep
+            entries = tree.num_entries
+        stop = entries if budget is None else min(entries, budget)
+        ranges += [
+            (k, a, min(a + config.chunk_size, stop)) for a in range(0, stop, config.chunk_size)
+        ]
+        if budget is not None:
+            budget -= stop
+    return ranges
 
-            aliases = dimension_aliases(_keys_deep(tree))
-            _check_branches(path, tree, tree_name, exprs, mapping.selection, aliases, language)
-            aliases.update({e.alias: e.expression for e in exprs})
-            stop = tree.num_entries if budget is None else min(tree.num_entries, budget)
-            where = f"{path}:{tree_name}"
-            try:
-                steps = tree.iterate(
-                    [e.alias for e in exprs],
-                    cut=mapping.selection,
-                    aliases=aliases,
-                    language=language,
-                    entry_stop=stop,
-                    step_size=config.chunk_size,
-                    library="ak",
-                    report=True,
-                )
-                for arrays, report in steps:
-                    if not isinstance(arrays, ak.Array):
-                        arrays = ak.Array(arrays)
-                    sample = _chunk_sample(arrays, mapping, exprs, where, report.tree_entry_start)
-                    yield sample, report.tree_entry_stop - report.tree_entry_start
-            except SimkitError:
-                raise
-            except IndexError as exc:
-                raise SimkitError(
-                    f"{where}: an expression indexes past the end of an event's list "
-                    f"({_first_line(exc)}): use nth(X, i), which gives NaN there, and a "
-                    "selection that drops those events"
-                ) from None
-            except OSError as exc:
-                raise FileFormatError(
-                    f"{where}: damaged or truncated file (an interrupted copy?): {_first_line(exc)}"
-                ) from None
-            except Exception as exc:
-                raise FileFormatError(
-                    f"{where}: could not be read or evaluated (a bad expression? a damaged "
-                    f"file?): {type(exc).__name__}: {_first_line(exc)}"
-                ) from None
-            if budget is not None:
-                budget -= stop
+
+def iter_root(paths, mapping: RootMapping, config: RootConfig) -> Iterator[tuple[Sample, int]]:
+    """Samples chunk by chunk from ROOT files (with the entries each chunk read)."""
+    tree_name = config.tree or mapping.tree
+    if tree_name is None:
+        raise SimkitError(f"{mapping.name}: names no tree: give --tree")
+    for k, start, stop in _entry_ranges(paths, tree_name, config):
+        yield from _steps(paths[k], tree_name, mapping, start, stop, stop - start)
+
+
+@dataclass(frozen=True)
+class RootShard:
+    """Import entries ``ranges[i]`` (file, first, stop) into shard ``i``'s event file
+    (picklable: sent to worker processes; see :mod:`simkit.shards`)."""
+
+    paths: tuple[str, ...]
+    tree: str
+    mapping: RootMapping
+    ranges: tuple[tuple[int, int, int], ...]
+
+    def __call__(self, index: int, output: Path) -> None:
+        from simkit.io import SampleWriter
+
+        k, start, stop = self.ranges[index]
+        levels = self.mapping.levels
+        with SampleWriter(
+            output,
+            levels={lv: m.names for lv, m in levels.items()},
+            units={lv: m.unit_list for lv, m in levels.items()},
+            weights=self.mapping.weight is not None,
+            labels=self.mapping.label is not None,
+            scores=tuple(self.mapping.scores),
+            provenance={"shard": index, "file": self.paths[k], "entries": [start, stop]},
+        ) as out:
+            for sample, _ in _steps(Path(self.paths[k]), self.tree, self.mapping, start, stop,
+                                    stop - start):  # fmt: skip
+                out.append(sample)
 
 
 def import_root(
@@ -652,14 +709,22 @@ def import_root(
     *,
     selection: str | None = None,
     weight: str | None = None,
+    jobs: int = 1,
+    scheduler=None,
+    resume: bool = False,
+    keep_shards: bool = False,
 ) -> ImportResult:
     """Convert ROOT trees (paths or glob patterns) into one simkit event file.
 
     ``selection`` and ``weight`` override the mapping's (``weight="none"`` drops it).
-    Nothing is left at ``output`` when the input is bad.
+    The entries are read in shards of ``config.chunk_size`` (never across files), each
+    written as an event file into ``OUTPUT.shards/`` and merged in order
+    (:mod:`simkit.shards`): by this process, ``jobs`` worker processes or a Dask
+    ``scheduler``, with the same bytes out, and ``resume=True`` continues an
+    interrupted import. Nothing is left at ``output`` when the input is bad.
     """
-    from simkit.io import SampleWriter, make_provenance
-    from simkit.progress import progress_bar
+    from simkit.io import make_provenance, read_array
+    from simkit.shards import ShardPlan, run_shards
 
     config = config or RootConfig()
     paths = expand_paths([files] if isinstance(files, (str, os.PathLike)) else files)
@@ -670,54 +735,57 @@ def import_root(
     if weight is not None:
         resolved = resolved.replace(weight=None if weight in ("", "none") else weight)
     tree_name = config.tree or resolved.tree
+    if tree_name is None:
+        raise SimkitError(f"{resolved.name}: names no tree: give --tree")
     uproot = require("uproot", "importing ROOT files", "root")
     require("awkward", "importing ROOT files", "root")
-    total = 0
-    for path in paths:
-        handle, tree = _open_tree(path, tree_name or "?")
-        with handle:
-            total += tree.num_entries
-    if config.max_entries is not None:
-        total = min(total, config.max_entries)
-    n_events = n_passed = 0
+    ranges = tuple(_entry_ranges(paths, tree_name, config))
+    total = sum(stop - start for _, start, stop in ranges)
     main = "reco" if "reco" in resolved.levels else next(iter(resolved.levels))
-    with (
-        SampleWriter(
-            output,
-            levels={lv: m.names for lv, m in resolved.levels.items()},
-            units={lv: m.unit_list for lv, m in resolved.levels.items()},
-            weights=resolved.weight is not None,
-            labels=resolved.label is not None,
-            scores=tuple(resolved.scores),
-        ) as out,
-        progress_bar(
-            total=total,
-            unit="entry",
-            unit_scale=True,
-            desc="root",
-            enabled=config.progress,
-        ) as bar,
-    ):
-        for sample, entries in iter_root(paths, resolved, config):
-            out.append(sample)
-            n_events += len(sample)
-            n_passed += int(sample.level(main).passed.sum())
-            bar.update(entries)
-        out.update_provenance(
-            **make_provenance(
-                "simkit.formats.root",
-                sources=[source_record(p) for p in paths],
-                tree=tree_name,
-                mapping={
-                    "name": resolved.name,
-                    "text": resolved.text,
-                    "selection": resolved.selection,
-                    "weight": resolved.weight,
-                },
-                entries_read=total,
-                uproot=uproot.__version__,
-            )
-        )
+    mapping_record = {
+        "name": resolved.name,
+        "text": resolved.text,
+        "selection": resolved.selection,
+        "weight": resolved.weight,
+    }
+    plan = ShardPlan(
+        Path(output),
+        fingerprint={
+            "sources": [
+                {"path": str(p), "bytes": p.stat().st_size, "mtime_ns": p.stat().st_mtime_ns}
+                for p in paths
+            ],
+            "tree": tree_name,
+            "mapping": mapping_record,
+            "chunk_size": config.chunk_size,
+            "max_entries": config.max_entries,
+        },
+        sizes=tuple(stop - start for _, start, stop in ranges) or (0,),
+        names=tuple(f"{paths[k]} entries {a}–{b - 1}" for k, a, b in ranges) or ("no entries",),
+        exact=False,  # the selection decides how many events each shard keeps
+    )
+    run_shards(
+        plan,
+        RootShard(tuple(str(p) for p in paths), tree_name, resolved, ranges or ((0, 0, 0),)),
+        provenance=make_provenance(
+            "simkit.formats.root",
+            sources=[source_record(p) for p in paths],
+            tree=tree_name,
+            mapping=mapping_record,
+            entries_read=total,
+            uproot=uproot.__version__,
+        ),
+        jobs=jobs,
+        scheduler=scheduler,
+        resume=resume,
+        keep=keep_shards,
+        progress=config.progress,
+        desc="root",
+        unit="entry",
+        preload=("uproot", "awkward", "simkit.formats.root"),
+    )
+    passed = read_array(output, f"{main}/pass")
+    n_events, n_passed = len(passed), int(np.count_nonzero(passed))
     return ImportResult(
         output=Path(output),
         n_events=n_events,

@@ -52,3 +52,76 @@ def test_cli_resume_after_a_failed_shard(raw, tmp_path, capsys, monkeypatch):
     assert calls == [40, 80]
     assert main([*argv, "-o", str(tmp_path / "b.h5")]) == 0
     assert (tmp_path / "a.h5").read_bytes() == (tmp_path / "b.h5").read_bytes()
+
+
+# --------------------------------------------------------------------------- ROOT
+
+
+def write_nanoaod(path, n: int, rng) -> None:
+    """A NanoAOD-shaped tree: nFatJet and jagged FatJet_* branches."""
+    ak = pytest.importorskip("awkward")
+    uproot = pytest.importorskip("uproot")
+    counts = rng.integers(0, 4, n)
+    total = int(counts.sum())
+    tau1 = rng.uniform(0.2, 0.6, total)
+    values = {
+        "pt": rng.uniform(300, 2200, total),
+        "eta": rng.normal(0, 1.2, total),
+        "phi": rng.uniform(-np.pi, np.pi, total),
+        "mass": rng.uniform(20, 500, total),
+        "tau1": tau1,
+        "tau2": tau1 * 0.5,
+        "tau3": tau1 * 0.25,
+    }
+    branches = {
+        f"FatJet_{k}": ak.unflatten(v.astype(np.float32), counts) for k, v in values.items()
+    }
+    branches["FatJet_nConstituents"] = ak.unflatten(
+        rng.integers(5, 99, total).astype(np.uint8), counts
+    )
+    types = {k: v.type.content for k, v in branches.items()}
+    with uproot.recreate(path) as fh:
+        fh.mktree("Events", types, counter_name=lambda _: "nFatJet")
+        fh["Events"].extend(branches)
+
+
+@pytest.fixture(scope="module")
+def nano(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("nano")
+    rng = np.random.default_rng(17)
+    for i in range(2):
+        write_nanoaod(folder / f"part{i}.root", 70, rng)
+    return folder
+
+
+def test_root_import_in_shards(nano, tmp_path, capsys, monkeypatch):
+    """Two files in shards of 30 entries (never across files), a selection that keeps a
+    different number of events in each: two worker processes write the bytes of one;
+    a failed shard is named, and --resume finishes the uninterrupted file."""
+    import simkit.formats.root as R
+    from simkit.formats.root import RootConfig, import_root
+
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1767225600")
+    files = str(nano / "part*.root")
+    common = {"config": RootConfig(chunk_size=30), "selection": "nFatJet >= 2"}
+    one = import_root(files, tmp_path / "one.h5", "nanoaod", **common)
+    two = import_root(files, tmp_path / "two.h5", "nanoaod", jobs=2, **common)
+    assert one.output.read_bytes() == two.output.read_bytes()
+    assert one.n_events == two.n_events < 140
+
+    real = R._chunk_sample
+
+    def failing(arrays, mapping, exprs, where, start):
+        if "part1" in where and start == 30:
+            raise OSError("the disk went away")
+        return real(arrays, mapping, exprs, where, start)
+
+    argv = ["import", "root", files, "--map", "nanoaod", "--selection", "nFatJet >= 2",
+            "--chunk-size", "30", "--quiet"]  # fmt: skip
+    monkeypatch.setattr(R, "_chunk_sample", failing)
+    assert main([*argv, "-o", str(tmp_path / "a.h5")]) != 0
+    err = capsys.readouterr().err
+    assert "part1.root entries 30–59) failed" in err and "--resume" in err
+    monkeypatch.setattr(R, "_chunk_sample", real)
+    assert main([*argv, "--resume", "-o", str(tmp_path / "a.h5")]) == 0
+    assert (tmp_path / "a.h5").read_bytes() == one.output.read_bytes()
