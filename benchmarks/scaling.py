@@ -91,9 +91,9 @@ def run_all(label: str, work, workers: list[int], repeats: int, folder: Path) ->
         for repeat in range(repeats):
             out = folder / f"{label}-{kind}-{n}-{repeat}.h5"
             if kind == "jobs":
-                result = timed(lambda: work(out, jobs=n))  # noqa: B023
+                result = timed(lambda: work(out, name, jobs=n))  # noqa: B023
             elif kind == "dask":
-                result = timed(lambda: work(out, scheduler=f"local:{n}"))  # noqa: B023
+                result = timed(lambda: work(out, name, scheduler=f"local:{n}"))  # noqa: B023
             else:
                 with (
                     LocalCluster(
@@ -102,7 +102,7 @@ def run_all(label: str, work, workers: list[int], repeats: int, folder: Path) ->
                     Client(cluster) as client,
                 ):
                     client.run(_warm_imports)
-                    result = timed(lambda: work(out, scheduler=client))  # noqa: B023
+                    result = timed(lambda: work(out, name, scheduler=client))  # noqa: B023
             data = out.read_bytes()
             reference = reference or data
             result["same_bytes"] = data == reference
@@ -117,14 +117,29 @@ def run_all(label: str, work, workers: list[int], repeats: int, folder: Path) ->
 
 
 def generation(sizes: dict, workers: list[int], repeats: int, folder: Path) -> list[dict]:
+    """Wall time, and the CPU time the shards cost inside the workers (``cpu_seconds`` of
+    each shard's provenance): on a busy machine the second says what a runner costs per
+    shard, whatever the other jobs take."""
     from simkit.generators.pythia import generate
+    from simkit.io import inspect
 
-    def work(out, **how):
-        generate("qcd-dijet", sizes["events"], 1, shard_size=sizes["shard_size"], output=out, **how)
+    cpu: dict[str, list[float]] = {}
+
+    def work(out, runner, **how):
+        generate(
+            "qcd-dijet", sizes["events"], 1, shard_size=sizes["shard_size"], output=out,
+            keep_shards=True, **how,
+        )  # fmt: skip
+        shards = sorted(Path(f"{out}.shards").glob("shard-*.h5"))
+        total = sum(inspect(p).provenance["cpu_seconds"] for p in shards)
+        cpu.setdefault(runner, []).append(total)
+        shutil.rmtree(f"{out}.shards")
 
     rows = run_all("generate", work, workers, repeats, folder)
     for row in rows:
         row["events_per_second"] = sizes["events"] / row["seconds"]
+    rows.append({"what": "generate cpu seconds in the shards", "by_runner": cpu})
+    print("  shard CPU seconds:", {k: [round(v, 1) for v in vs] for k, vs in cpu.items()})
     return rows
 
 
@@ -161,7 +176,7 @@ def scoring(sizes: dict, workers: list[int], repeats: int, folder: Path) -> list
     write_sample(folder / "train.h5", synthetic_sample(20_000, 3))
     train_vae(folder / "train.h5", folder / "vae")
 
-    def work(out, **how):
+    def work(out, runner, **how):
         score_files(folder / "vae", [data], out, rows_per_shard=sizes["score_rows"],
                     device="cpu", **how)  # fmt: skip
 
@@ -216,7 +231,7 @@ def torchrun(processes: list[int], events: int, epochs: int, folder: Path) -> li
 def summary(rows: list[dict]) -> dict:
     """The goals: Dask's overhead over --jobs at equal workers (``dask`` = local:N end to
     end, ``warm`` = a running cluster), and the speed-up from 1 to 2 workers."""
-    seconds = {(r["what"], r["kind"], r["workers"]): r["seconds"] for r in rows}
+    seconds = {(r["what"], r["kind"], r["workers"]): r["seconds"] for r in rows if "kind" in r}
     out = {}
     for (what, kind, n), value in seconds.items():
         jobs = seconds.get((what, "jobs", n))
