@@ -180,10 +180,10 @@ def conditional_bins(
     """Bins of a spline with its own knots per value, from the network's output.
 
     ``bin_logits`` (B, 2, D, K): the width (``[:, 0]``) and height (``[:, 1]``) logits of
-    each value's bins, already divided by √hidden; ``derivative_logits`` (B, D, K − 1):
-    those of the interior knots' derivatives. normflows builds every knot of every value;
-    only the bin that holds the value is needed, so the bins are kept as cumulative
-    weights and turned into coordinates for that bin alone.
+    each value's bins, already divided by √hidden; ``derivative_logits`` (B, D, K + 1):
+    those of the knots' derivatives, the pinned outer ones included. normflows builds
+    every knot of every value; only the bin that holds the value is needed, so the bins
+    are kept as cumulative weights and turned into coordinates for that bin alone.
     """
     b, d = values.shape
     k = n_bins
@@ -221,9 +221,9 @@ def conditional_bins(
     other_low += (bin_idx * mins[other]) * two_t - tail_bound
     other_size = fraction * scale + mins[other] * two_t
     # derivatives at the bin's two knots; the outer knots are pinned to slope 1
-    padded = F.pad(derivative_logits, (1, 1), value=boundary_logit(min_derivative))
     flat = rows * (d * (k + 1)) + at * (k + 1) + bin_idx
-    d_low, d_high = min_derivative + F.softplus(_take(padded, torch.stack((flat, flat + 1))))
+    ends = _take(derivative_logits, torch.stack((flat, flat + 1)))
+    d_low, d_high = min_derivative + F.softplus(ends)
     if inverse:
         return SplineBins(other_low, other_size, low, high - low, d_low, d_high)
     return SplineBins(low, high - low, other_low, other_size, d_low, d_high)
@@ -267,7 +267,7 @@ class _Coupling:
     blocks: tuple[_Block, ...]
     w_bins: torch.Tensor  # output rows of the width then the height logits (2·D·K)
     b_bins: torch.Tensor
-    w_slopes: torch.Tensor  # output rows of the derivative logits (D·(K − 1))
+    w_slopes: torch.Tensor  # output rows of the derivative logits, padded (D·(K + 1))
     b_slopes: torch.Tensor
 
 
@@ -348,6 +348,12 @@ def _coupling(layer, permute: nf.flows.Permute | None) -> tuple[_Coupling, int]:
     w_out = w_out[order] * scale[:, None]
     b_out = b_out[order] * scale
     n_bin_rows = 2 * k * n_transform
+    # the derivative rows with the two pinned outer knots of each column as rows of zero
+    # weight and the boundary logit as bias: the layer's output is the padded logits
+    w_slopes = w_out[n_bin_rows:].view(n_transform, k - 1, -1)
+    w_slopes = F.pad(w_slopes, (0, 0, 1, 1)).reshape(n_transform * (k + 1), -1)
+    b_slopes = b_out[n_bin_rows:].view(n_transform, k - 1)
+    b_slopes = F.pad(b_slopes, (1, 1), value=boundary_logit(prqct.min_derivative)).reshape(-1)
     identity = prqct.identity_features.clone()
     transform = prqct.transform_features.clone()
     position = torch.argsort(torch.cat((identity, transform)))  # column → place in the cat
@@ -372,8 +378,8 @@ def _coupling(layer, permute: nf.flows.Permute | None) -> tuple[_Coupling, int]:
         blocks=tuple(blocks),
         w_bins=w_out[:n_bin_rows].contiguous(),
         b_bins=b_out[:n_bin_rows].contiguous(),
-        w_slopes=w_out[n_bin_rows:].contiguous(),
-        b_slopes=b_out[n_bin_rows:].contiguous(),
+        w_slopes=w_slopes.contiguous(),
+        b_slopes=b_slopes.contiguous(),
     )
     return coupling, k
 
@@ -487,7 +493,7 @@ class FastSplineFlow:
         self, coupling: _Coupling, conditioner: torch.Tensor, context: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """normflows' ``ResidualNet`` (its GLU of a concatenation is a product with σ):
-        the bin logits (B, 2·D·K) and the derivative logits (B, D·(K − 1))."""
+        the bin logits (B, 2·D·K) and the padded derivative logits (B, D·(K + 1))."""
         if context is None:
             hidden = torch.addmm(coupling.b_in, conditioner, coupling.w_in.t())
         else:
@@ -513,7 +519,7 @@ class FastSplineFlow:
         bins = conditional_bins(
             values,
             bin_logits.view(b, 2, d, self.n_bins),
-            slope_logits.view(b, d, self.n_bins - 1),
+            slope_logits.view(b, d, self.n_bins + 1),
             n_bins=self.n_bins,
             tail_bound=self.tail_bound,
             min_bin_width=self.min_bin_width,

@@ -21,10 +21,11 @@ columns always condition each other (weaker mixing).
 Sampling and densities run, by default on a CPU, through
 :class:`~simkit.surrogates.fast_flow.FastSplineFlow`: the same function as normflows'
 evaluation (equal to float32 rounding, tested), without its training-oriented overheads
-(per-row copies of the shared spline's knots, boolean-mask indexing, concatenations),
-~2.5× faster per core (BENCHMARKS.md, "Fast flow sampling"). What remains is the
-networks' matrix products and the spline arithmetic; ``hidden`` and ``n_layers`` trade
-fidelity for speed almost linearly.
+(per-row copies of the shared spline's knots, boolean-mask indexing, concatenations):
+3.6× fewer CPU-seconds per event for the default architecture (BENCHMARKS.md, "Fast flow
+sampling on a CPU"). What remains is the networks' matrix products (~70 % of it, at the
+CPU's sgemm speed) and the spline arithmetic; ``hidden`` and ``n_layers`` trade fidelity
+for speed almost linearly.
 
 Training maximises the weighted likelihood ``Σ w log p(x | c) / Σ w`` through
 :func:`simkit.nn.train`; the density includes the preprocessing's ``log |det J|``, so
