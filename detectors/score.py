@@ -107,7 +107,9 @@ class ScoreSummary:
     primary: str  # the dataset of the detector's own score
 
 
-def _inspect_inputs(paths: Sequence[str], level: str) -> list:
+def inspect_inputs(paths: Sequence[str], level: str) -> list:
+    """Validated headers of event files read together: each has ``level``, and all have
+    the same columns there and all or none have labels."""
     from simkit.io import inspect
 
     infos = [inspect(path) for path in paths]
@@ -165,7 +167,7 @@ def score_files(
     if rows_per_shard < 1:
         raise SimkitError(f"rows per shard must be ≥ 1, got {rows_per_shard}")
     detector = Detector.load(model)
-    infos = _inspect_inputs(inputs, level)
+    infos = inspect_inputs(inputs, level)
     info = infos[0]
     detector.check_columns(info.levels[level].columns, inputs[0])
     prefix = name or detector.model

@@ -134,23 +134,8 @@ class TrainResult:
         return write_json(out / "metrics.json", self.metrics)
 
 
-def inspect_inputs(paths, level: str) -> list:
-    """Validated headers of the input files; all must have ``level`` and its columns."""
-    from simkit.io import inspect
-
-    infos = [inspect(path) for path in paths]
-    for path, info in zip(paths, infos, strict=True):
-        if level not in info.levels:
-            have = ", ".join(info.levels) or "none"
-            raise SimkitError(f"{path}: has no {level} level (levels: {have})")
-        if info.levels[level].columns != infos[0].levels[level].columns:
-            raise SimkitError(f"{path}: its {level} columns differ from those of {paths[0]}")
-        if info.has_labels != infos[0].has_labels:
-            raise SimkitError(f"{path} and {paths[0]}: one has /labels and the other not")
-    return infos
-
-
 def read_training_table(inputs: TrainInputs, level: str):
+    from detectors.score import inspect_inputs
     from simkit.events import Sample
     from simkit.io import read_sample, read_weights
 
