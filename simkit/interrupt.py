@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 
-__all__ = ["Terminated", "sigterm_raises"]
+__all__ = ["Terminated", "check", "sigterm_raises"]
 
 
 class Terminated(KeyboardInterrupt):
@@ -35,8 +36,26 @@ class Terminated(KeyboardInterrupt):
     exit_code = 128 + signal.SIGTERM
 
 
+#: Set by a SIGTERM until the block that asked for it ends. A signal's exception can be
+#: lost: raised while Python runs a finalizer or a weakref callback, it is printed as
+#: "Exception ignored" and the program goes on. Long loops call :func:`check` between
+#: steps, so a lost SIGTERM still stops them at the next step.
+_requested = threading.Event()
+
+
 def _raise_terminated(signum: int, frame) -> None:
+    _requested.set()
     raise Terminated()
+
+
+def check() -> None:
+    """Raise :class:`Terminated` if a SIGTERM arrived inside :func:`sigterm_raises` (its
+    exception may have been swallowed where it landed); otherwise do nothing.
+
+    >>> check()  # no SIGTERM: nothing happens
+    """
+    if _requested.is_set():
+        raise Terminated()
 
 
 @contextlib.contextmanager
@@ -50,8 +69,20 @@ def sigterm_raises() -> Iterator[None]:
         yield
         return
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    previous_hook = sys.unraisablehook
+
+    def quiet_when_terminated(unraisable) -> None:
+        # a Terminated lost in a callback: check() raises it again at the next step,
+        # so Python's "Exception ignored ..." traceback would only add noise
+        if not isinstance(unraisable.exc_value, Terminated):
+            previous_hook(unraisable)
+
+    _requested.clear()
+    sys.unraisablehook = quiet_when_terminated
     try:
         yield
     finally:
+        sys.unraisablehook = previous_hook
+        _requested.clear()
         # None: the previous handler was not set from Python (restore the default)
         signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)

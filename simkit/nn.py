@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from simkit.errors import FileFormatError, SimkitError, TrainingError
+from simkit.interrupt import check as check_interrupt
 
 # --------------------------------------------------------------------------- device
 
@@ -454,6 +455,7 @@ def train(
     )
 
     for epoch in range(start_epoch, config.epochs):
+        check_interrupt()  # a SIGTERM whose exception was lost stops at the next epoch
         t0 = time.perf_counter()
         for m in modules.values():
             m.train()

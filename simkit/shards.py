@@ -57,6 +57,7 @@ from pathlib import Path
 from typing import Any
 
 from simkit.errors import SimkitError
+from simkit.interrupt import check
 
 __all__ = [
     "PLAN_FILE",
@@ -367,6 +368,7 @@ def _failed(plan: ShardPlan, index: int, exc: BaseException, attempts: int = 1) 
 
 def _in_process(task: TaskFn, plan: ShardPlan, todo: Sequence[int]) -> Iterator[int]:
     for index in todo:
+        check()  # a SIGTERM whose exception was lost still stops before the next shard
         try:
             task(index, plan.path(index))
         except Exception as exc:
@@ -511,6 +513,7 @@ def run_shards(
                     stack.callback(getattr(finished, "close", lambda: None))
                     for index in finished:
                         bar.update(plan.sizes[index])
+                        check()
     except BaseException as exc:
         _after_failure(plan, exc)
         raise
