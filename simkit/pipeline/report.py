@@ -48,7 +48,8 @@ HEADLINE_KEYS = {
     "search_template": "the search's background template",
     "search_z_before": "the search: local Z of the uncut bump hunt in the signal region",
     "search_z_after": "the search: local Z of the count after the cut against the template's "
-    "estimate (efficiency `search_efficiency` of the data kept)",
+    "estimate — the most significant of the cuts, with the trials factor for their number "
+    "(or the one fixed by primary_efficiency); `search_efficiency` of the data kept",
     "search_efficiency": "the fraction of the data the search's cut keeps",
     "search_observed": "data events passing the cut in the signal region",
     "search_expected": "the template's estimate of that count (background only)",
