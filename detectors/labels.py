@@ -35,9 +35,12 @@ import numpy as np
 
 from simkit.errors import SimkitError
 from simkit.events import EventTable
-from simkit.regions import SIGNAL_REGION, SR_COLUMN, SignalRegion, parse_range
-
-__all__ = ["SIGNAL_REGION", "SR_COLUMN", "SignalRegion", "parse_range"]  # re-exported
+from simkit.regions import (  # noqa: F401  (SR_COLUMN, parse_range: re-exported)
+    SIGNAL_REGION,
+    SR_COLUMN,
+    SignalRegion,
+    parse_range,
+)
 
 STRATEGIES = ("all", "sideband", "tag-and-probe", "truth")
 JETS = ("j1", "j2")
