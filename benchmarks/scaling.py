@@ -66,12 +66,15 @@ def timed(fn) -> dict:
     return {"seconds": time.perf_counter() - t0, "load_before": before, "load_after": load()}
 
 
-def runners(workers: list[int]):
-    """(name, n, kwargs factory): jobs N, Dask end to end, Dask on a running cluster."""
+RUNNERS = ("jobs", "dask", "warm")
+
+
+def runners(workers: list[int], kinds=RUNNERS):
+    """(name, n, kind): jobs N, Dask end to end (local:N), Dask on a running cluster."""
+    names = {"jobs": "jobs {}", "dask": "dask local:{}", "warm": "dask warm {}"}
     for n in workers:
-        yield f"jobs {n}", n, "jobs"
-        yield f"dask local:{n}", n, "dask"
-        yield f"dask warm {n}", n, "warm"
+        for kind in kinds:
+            yield names[kind].format(n), n, kind
 
 
 def _warm_imports() -> None:
@@ -81,12 +84,14 @@ def _warm_imports() -> None:
     import simkit.generators.pythia  # noqa: F401
 
 
-def run_all(label: str, work, workers: list[int], repeats: int, folder: Path) -> list[dict]:
+def run_all(
+    label: str, work, workers: list[int], repeats: int, folder: Path, kinds=RUNNERS
+) -> list[dict]:
     """Time ``work(output, **how)`` for every runner; the outputs must be equal bytes."""
     from distributed import Client, LocalCluster
 
     rows, reference = [], None
-    for name, n, kind in runners(workers):
+    for name, n, kind in runners(workers, kinds):
         best = None
         for repeat in range(repeats):
             out = folder / f"{label}-{kind}-{n}-{repeat}.h5"
@@ -116,7 +121,9 @@ def run_all(label: str, work, workers: list[int], repeats: int, folder: Path) ->
     return rows
 
 
-def generation(sizes: dict, workers: list[int], repeats: int, folder: Path) -> list[dict]:
+def generation(
+    sizes: dict, workers: list[int], repeats: int, folder: Path, kinds=RUNNERS
+) -> list[dict]:
     """Wall time, and the CPU time the shards cost inside the workers (``cpu_seconds`` of
     each shard's provenance): on a busy machine the second says what a runner costs per
     shard, whatever the other jobs take."""
@@ -135,7 +142,7 @@ def generation(sizes: dict, workers: list[int], repeats: int, folder: Path) -> l
         cpu.setdefault(runner, []).append(total)
         shutil.rmtree(f"{out}.shards")
 
-    rows = run_all("generate", work, workers, repeats, folder)
+    rows = run_all("generate", work, workers, repeats, folder, kinds)
     for row in rows:
         row["events_per_second"] = sizes["events"] / row["seconds"]
     rows.append({"what": "generate cpu seconds in the shards", "by_runner": cpu})
@@ -167,7 +174,9 @@ def train_vae(training: Path, out: Path, epochs: int = 2) -> None:
         raise SystemExit(f"detect train failed ({code})")
 
 
-def scoring(sizes: dict, workers: list[int], repeats: int, folder: Path) -> list[dict]:
+def scoring(
+    sizes: dict, workers: list[int], repeats: int, folder: Path, kinds=RUNNERS
+) -> list[dict]:
     from detectors.score import score_files
     from simkit.io import write_sample
 
@@ -180,7 +189,7 @@ def scoring(sizes: dict, workers: list[int], repeats: int, folder: Path) -> list
         score_files(folder / "vae", [data], out, rows_per_shard=sizes["score_rows"],
                     device="cpu", **how)  # fmt: skip
 
-    rows = run_all("score", work, workers, repeats, folder)
+    rows = run_all("score", work, workers, repeats, folder, kinds)
     for row in rows:
         row["events_per_second"] = sizes["score_events"] / row["seconds"]
     return rows
@@ -253,12 +262,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--torchrun-epochs", type=int, default=3)
     parser.add_argument("--out", type=Path, default=None, help="JSON results (default: print)")
     parser.add_argument("--events", type=int, help="Pythia events (default: 6000)")
+    parser.add_argument(
+        "--runners", nargs="+", default=list(RUNNERS), choices=RUNNERS,
+        help="jobs (local processes), dask (local:N started inside), warm (a running cluster)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     sizes = dict(QUICK if args.quick else FULL)
     if args.events:
         sizes["events"] = args.events
     os.environ.setdefault("SOURCE_DATE_EPOCH", "1767225600")  # same bytes, checked
-    record = {"machine": machine(), "sizes": sizes, "workers": args.workers, "rows": []}
+    record = {
+        "machine": machine(),
+        "sizes": sizes,
+        "workers": args.workers,
+        "runners": args.runners,
+        "rows": [],
+    }
 
     def save() -> None:  # after every part: a run cut short keeps what it measured
         record["goals"] = summary(record["rows"])
@@ -270,11 +289,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if "generate" not in args.skip:
             print("generation")
-            record["rows"] += generation(sizes, args.workers, args.repeats, folder)
+            record["rows"] += generation(sizes, args.workers, args.repeats, folder, args.runners)
             save()
         if "score" not in args.skip:
             print("scoring")
-            record["rows"] += scoring(sizes, args.workers, args.repeats, folder)
+            record["rows"] += scoring(sizes, args.workers, args.repeats, folder, args.runners)
             save()
         if "torchrun" not in args.skip:
             print("torchrun")
