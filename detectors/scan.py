@@ -194,7 +194,7 @@ def scan(
     Returns a :class:`detectors.search.SearchResult` whose ``scan`` holds the windows'
     range, the global significance and its inputs.
     """
-    from detectors.search import SearchConfig, SearchResult, search_window
+    from detectors.search import SearchConfig, search_window
 
     config = config or SearchConfig()
     if not windows:
@@ -208,9 +208,30 @@ def scan(
                 data, template, window, config, seed=seed + 1000 * i, extra_signal=extra_signal
             )
         )
+    return scan_result(
+        results,
+        config,
+        template_name=template_name,
+        mean_upcrossings=mean_upcrossings,
+        width_rule=width_rule,
+    )
+
+
+def scan_result(
+    results: Sequence,
+    config,
+    *,
+    template_name: str = "template",
+    mean_upcrossings: float | None = None,
+    width_rule: str = "as given",
+):
+    """The scan's :class:`detectors.search.SearchResult` from its windows' results, in
+    window order: their range, widths and the global significance."""
+    from detectors.search import SearchResult
+
     z = [w.z_local for w in results]
     z_before = [w.z_local_before_cut for w in results]
-    outcome = SearchResult(results, template_name, config)
+    outcome = SearchResult(list(results), template_name, config)
     widths = [w.high - w.low for w in results]
     outcome.scan = {
         "n_windows": len(results),
@@ -301,8 +322,9 @@ def blinded_scan(
     """The whole scan from samples: the mjj resolution from ``sim`` (a Sample with gen and
     reco), windows over the data's spectrum, a template of ``kind`` blinded to each
     window (:func:`window_templates`), the search in each, the global significance.
-    ``data`` is a Sample with reco. The CLI (``simkit search --scan --run``) and the
-    pipeline call this."""
+    ``data`` is a Sample with reco. This is the scan in memory; the CLI (``simkit search
+    --scan --run``) and the pipeline run the same from files, each window a shard
+    (:mod:`detectors.scan_shards`), which workers can run and a rerun can resume."""
     both = sim.gen.passed & sim.reco.passed
     resolution = mjj_resolution(sim.gen.column(SR_COLUMN)[both], sim.reco.column(SR_COLUMN)[both])
     data_table = data.reco

@@ -42,9 +42,10 @@ before looking, with no trials factor.
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -199,6 +200,97 @@ class WindowResult:
     def trustworthy(self) -> bool | None:
         return None if self.gate is None else bool(self.gate["validated"])
 
+    def save(self, path, *, provenance: Mapping | None = None) -> Path:
+        """Write the window's result to ``path``, atomically: an HDF5 file whose arrays
+        are datasets and the rest JSON (no pickle). It holds all that
+        :meth:`SearchResult.to_dict` and :meth:`SearchResult.save_plots` read, not the
+        classifier's models (:meth:`load` gives ``fit=None``). ``provenance`` (JSON) is
+        stored beside, e.g. which shard of a scan this window is.
+        """
+        import h5py
+
+        from simkit.io import COMPRESSION, atomic_path
+
+        record = {name: getattr(self, name) for name in _RECORD}
+        record["cuts"] = [c.to_dict() for c in self.cuts]
+        record["features"] = list(self.features)
+        arrays: dict[str, np.ndarray] = {}
+        for name in _ARRAYS:
+            if getattr(self, name) is not None:
+                arrays[name] = np.asarray(getattr(self, name))
+        for name in _TUPLES:
+            if getattr(self, name) is not None:
+                record[name] = len(getattr(self, name))
+                for i, values in enumerate(getattr(self, name)):
+                    arrays[f"{name}/{i}"] = np.asarray(values)
+        for name in _BUMPS:
+            bump = getattr(self, name)
+            if bump is None:
+                continue
+            record[name] = {}
+            for f in fields(bump):
+                value = getattr(bump, f.name)
+                if isinstance(value, np.ndarray):
+                    arrays[f"{name}/{f.name}"] = value
+                elif isinstance(value, SignalRegion):
+                    record[name][f.name] = asdict(value)
+                else:
+                    record[name][f.name] = value
+        with atomic_path(path) as tmp, h5py.File(tmp, "w", libver="v110") as fh:
+            fh.attrs["format"] = WINDOW_FORMAT
+            fh.attrs["format_version"] = np.int64(WINDOW_FORMAT_VERSION)
+            for name, document in (("result", record), ("provenance", provenance or {})):
+                text = json.dumps(document, sort_keys=True, default=_plain)
+                fh.create_dataset(name, data=text, dtype=h5py.string_dtype(), track_times=False)
+            for name, values in arrays.items():
+                options = COMPRESSION if values.size >= 1024 else {}
+                fh.create_dataset(f"arrays/{name}", data=values, track_times=False, **options)
+        return Path(path)
+
+    @classmethod
+    def load(cls, path) -> WindowResult:
+        """A window's result written by :meth:`save` (``fit`` is None)."""
+        import h5py
+
+        try:
+            with h5py.File(path, "r") as fh:
+                if fh.attrs.get("format") != WINDOW_FORMAT:
+                    raise SimkitError(f"{path}: not a search window's result file")
+                version = int(fh.attrs.get("format_version", -1))
+                if version != WINDOW_FORMAT_VERSION:
+                    raise SimkitError(
+                        f"{path}: window result format version {version}, this simkit "
+                        f"reads {WINDOW_FORMAT_VERSION}"
+                    )
+                record = json.loads(fh["result"].asstr()[()])
+                arrays = {}
+
+                def read(name, obj) -> None:
+                    if isinstance(obj, h5py.Dataset):
+                        arrays[name] = obj[()]
+
+                if "arrays" in fh:
+                    fh["arrays"].visititems(read)
+        except OSError as exc:
+            raise SimkitError(f"{path}: cannot read the window's result ({exc})") from None
+        values = {name: record[name] for name in _RECORD}
+        values["cuts"] = [CutResult(**c) for c in record["cuts"]]
+        values["features"] = tuple(record["features"])
+        for name in _ARRAYS:
+            values[name] = arrays.get(name)
+        for name in _TUPLES:
+            if name in record:
+                values[name] = tuple(arrays[f"{name}/{i}"] for i in range(record[name]))
+        for name in _BUMPS:
+            if name in record:
+                state = dict(record[name])
+                state["signal_region"] = SignalRegion(**state["signal_region"])
+                for f in fields(BumpHunt):
+                    if f"{name}/{f.name}" in arrays:
+                        state[f.name] = arrays[f"{name}/{f.name}"]
+                values[name] = BumpHunt(**state)
+        return cls(**values)
+
     def to_dict(self) -> dict:
         p = self.primary
         return {
@@ -222,6 +314,30 @@ class WindowResult:
             "max_sic_error": self.max_sic_error,
             "cuts": [c.to_dict() for c in self.cuts],
         }
+
+
+#: A window's result file (:meth:`WindowResult.save`): its format name and version.
+WINDOW_FORMAT = "simkit-window"
+WINDOW_FORMAT_VERSION = 1
+# WindowResult's fields as a window's result file stores them: JSON values, arrays,
+# tuples of arrays, bump hunts (arrays and JSON)
+_RECORD = (
+    "low", "high", "n_data", "n_template", "background", "background_error",
+    "z_local_before_cut", "chosen_efficiency", "z_local", "trials", "gate", "auc",
+    "max_sic", "max_sic_error", "classifier",
+)  # fmt: skip
+_ARRAYS = ("data_rank", "data_mjj", "data_labels")
+_TUPLES = ("roc", "window_scores", "window_features")
+_BUMPS = ("bump_before", "bump_after")
+
+
+def _plain(value):
+    """numpy values as plain JSON (a window's result file)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON-serializable: {type(value).__name__}")
 
 
 # --------------------------------------------------------------------------- pieces

@@ -24,7 +24,10 @@ shard, and keeps the others.
 
 A job is a :class:`ShardPlan` (what fixes the events, the events of each shard) and a
 picklable ``task(index, path)`` that writes shard ``index`` as an event file at ``path``
-(any :mod:`simkit.io` writer writes atomically) and returns nothing:
+(any :mod:`simkit.io` writer writes atomically) and returns nothing. :func:`run_shards`
+runs the shards and merges them; :func:`execute` only runs them, for shards that are
+not events (a search scan's windows, each a result file that ``ShardPlan.validate``
+recognizes):
 
 >>> import tempfile, pathlib, numpy as np
 >>> from simkit.events import EventTable, Sample
@@ -65,6 +68,7 @@ __all__ = [
     "ShardError",
     "ShardPlan",
     "connect",
+    "execute",
     "parse_scheduler",
     "run_shards",
 ]
@@ -100,7 +104,8 @@ class ShardPlan:
     (e.g. ``"events 1000–1999"``). ``sizes`` are the events of each shard, or with
     ``exact=False`` only its work for the progress bar (entries read before a
     selection): a shard's file then counts as complete when it is valid and says it is
-    that shard.
+    that shard. ``validate(path, index)``, for shards that are not event files, says
+    whether the file at ``path`` is shard ``index`` complete (it replaces both checks).
     """
 
     output: Path
@@ -109,6 +114,7 @@ class ShardPlan:
     names: tuple[str, ...] = ()
     folder: Path = field(default=None)  # type: ignore[assignment]
     exact: bool = True
+    validate: Callable[[Path, int], bool] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "output", Path(self.output))
@@ -147,6 +153,8 @@ class ShardPlan:
         path = self.path(index)
         if not path.is_file():
             return False
+        if self.validate is not None:
+            return bool(self.validate(path, index))
         try:
             info = inspect(path)
         except SimkitError:  # damaged: run it again
@@ -169,16 +177,20 @@ class ShardPlan:
             "fingerprint": json.loads(_canonical(self.fingerprint)),
         }
 
-    def prepare(self, resume: bool) -> list[int]:
+    def prepare(self, resume: bool, *, replace_other: bool = False) -> list[int]:
         """Make the shard folder ready; returns the shards still to run.
 
         Without ``resume`` an old shard folder is replaced (as an old output is
         overwritten). With ``resume`` its ``plan.json`` must describe this job, else a
-        :class:`SimkitError` names what differs.
+        :class:`SimkitError` names what differs; with ``replace_other`` too, a folder of
+        another job is replaced instead (a pipeline stage that reruns because its
+        settings or inputs changed: what the old shards hold is stale by construction).
         """
         plan_file = self.folder / PLAN_FILE
         if self.folder.exists() and not self.folder.is_dir():
             raise SimkitError(f"{self.folder}: exists and is not a shard folder")
+        if resume and replace_other and plan_file.exists() and not self._same_plan(plan_file):
+            resume = False
         if self.folder.exists() and resume and plan_file.exists():
             self._check_resumable(plan_file)
             for leftover in self.folder.glob(".*.tmp"):  # a writer killed mid-shard
@@ -193,6 +205,12 @@ class ShardPlan:
         tmp.write_text(json.dumps(self.document(), indent=2, sort_keys=True) + "\n")
         os.replace(tmp, plan_file)
         return list(range(len(self)))
+
+    def _same_plan(self, plan_file: Path) -> bool:
+        try:
+            return json.loads(plan_file.read_text()).get("digest") == self.digest
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+            return False
 
     def _check_resumable(self, plan_file: Path) -> None:
         try:
@@ -483,13 +501,50 @@ def run_shards(
     the finished shards stay in ``plan.folder`` for ``resume=True``; a run that finished
     no shard leaves nothing behind. ``keep`` keeps the shard folder after the merge.
     """
+    execute(
+        plan,
+        task,
+        jobs=jobs,
+        scheduler=scheduler,
+        resume=resume,
+        retries=retries,
+        progress=progress,
+        desc=desc,
+        unit=unit,
+        preload=preload,
+    )
+    return merge(plan, provenance=provenance, finish=finish, keep=keep)
+
+
+def execute(
+    plan: ShardPlan,
+    task: TaskFn,
+    *,
+    jobs: int = 1,
+    scheduler=None,
+    resume: bool = False,
+    replace_other: bool = False,
+    retries: int = RETRIES,
+    progress: bool = False,
+    desc: str = "shards",
+    unit: str = "ev",
+    preload: Sequence[str] = (),
+) -> list[int]:
+    """Run ``task`` for every shard of ``plan`` not yet written (as :func:`run_shards`,
+    without the merge); returns the indices of the shards run now.
+
+    Every shard's file is in ``plan.folder`` afterwards, for the caller to read (and
+    remove). Failures, resuming (``replace_other``: see :meth:`ShardPlan.prepare`) and
+    the runners are :func:`run_shards`'s. The progress bar counts ``plan.sizes`` in
+    ``unit``.
+    """
     from simkit.progress import progress_bar
 
     if retries < 0:
         raise SimkitError(f"retries must be ≥ 0, got {retries}")
     if isinstance(scheduler, str):
         parse_scheduler(scheduler)  # a nonsensical scheduler fails before any work
-    todo = plan.prepare(resume)
+    todo = plan.prepare(resume, replace_other=replace_other)
     done_events = sum(plan.sizes) - sum(plan.sizes[i] for i in todo)
     bar = progress_bar(
         total=sum(plan.sizes),
@@ -517,7 +572,7 @@ def run_shards(
     except BaseException as exc:
         _after_failure(plan, exc)
         raise
-    return merge(plan, provenance=provenance, finish=finish, keep=keep)
+    return list(todo)
 
 
 def _after_failure(plan: ShardPlan, exc: BaseException) -> None:
