@@ -190,10 +190,6 @@ class ScanShard:
         a refused resume names the setting that changed."""
         config = self.config.to_dict()
         classifier = config.pop("classifier")
-        templates = asdict(self.templates)
-        for name in ("path", "data", "sim", "flow"):
-            if templates.get(name) is not None:
-                templates[name] = _identity(templates[name])
         return {
             "scan": "search windows",
             "data": _identity(self.data),
@@ -201,7 +197,8 @@ class ScanShard:
             "windows": [list(w) for w in self.windows],
             "seed": self.seed,
             "template": type(self.templates).__name__,
-            **{f"template_{k}": v for k, v in templates.items()},
+            **{f"template_{k}": v for k, v in asdict(self.templates).items()},
+            "template_files": [_identity(p) for p in self.templates.files()],
             **config,
             **{f"classifier_{k}": v for k, v in classifier.items()},
         }

@@ -17,6 +17,7 @@ from simkit.cli import (
     subparser,
 )
 from simkit.cli.parser import task_defaults
+from simkit.cli.sharding import add_sharding
 
 
 def _efficiencies(text: str) -> tuple[float, ...]:
@@ -201,6 +202,12 @@ def register(sub, common) -> None:
         "--events",
         type=positive_int,
         help="with --scan --run: events sampled by the flow templates",
+    )
+    add_sharding(
+        p,
+        folder="OUTPUT/scan.shards/",
+        shard="one result file per window",
+        title="with --scan: each window one shard",
     )
     add_seed(p)
     add_device(p)

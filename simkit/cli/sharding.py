@@ -1,8 +1,8 @@
 """The options of every sharded command: ``--jobs``, ``--scheduler``, ``--resume``.
 
-Generation and scoring run in shards (:mod:`simkit.shards`); these flags choose who
-runs them and whether an interrupted run continues. The library checks the values
-(a nonsensical or unreachable scheduler is one clear line).
+Generation, import, scoring and a search's scan run in shards (:mod:`simkit.shards`);
+these flags choose who runs them and whether an interrupted run continues. The library
+checks the values (a nonsensical or unreachable scheduler is one clear line).
 """
 
 from __future__ import annotations
@@ -12,11 +12,18 @@ import argparse
 from simkit.shards import RETRIES
 
 
-def add_sharding(parser: argparse.ArgumentParser) -> None:
-    """Add ``--jobs``, ``--scheduler``, ``--resume`` and ``--keep-shards`` to ``parser``."""
+def add_sharding(
+    parser: argparse.ArgumentParser,
+    *,
+    folder: str = "OUTPUT.shards/",
+    shard: str = "one event file per shard",
+    title: str = "shards",
+) -> None:
+    """Add ``--jobs``, ``--scheduler``, ``--resume`` and ``--keep-shards`` to ``parser``;
+    ``folder`` names where the shards go and ``shard`` what each is, in the help."""
     from simkit.cli import positive_int
 
-    group = parser.add_argument_group("shards (see docs/howto/scale-out.md)")
+    group = parser.add_argument_group(f"{title} (see docs/howto/scale-out.md)")
     group.add_argument(
         "--jobs", type=positive_int, default=1, help="local worker processes (one per core)"
     )
@@ -31,11 +38,11 @@ def add_sharding(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--resume",
         action="store_true",
-        help="continue an interrupted run: shards already in OUTPUT.shards/ are kept "
+        help=f"continue an interrupted run: shards already in {folder} are kept "
         "(refused if they were made with other settings)",
     )
     group.add_argument(
         "--keep-shards",
         action="store_true",
-        help="keep OUTPUT.shards/ (one event file per shard) after merging",
+        help=f"keep {folder} ({shard}) at the end",
     )

@@ -124,9 +124,10 @@ SECTIONS: tuple[Section, ...] = (
                 "scheduler",
                 str,
                 None,
-                "Dask scheduler of the sharded stages (Pythia samples, detector scores): "
-                "tcp://HOST:PORT, a scheduler file (.json) or local:N (absent: jobs local "
-                "processes); the files are the same bytes either way",
+                "Dask scheduler of the sharded stages (Pythia samples, detector scores, "
+                "the search scan's windows): tcp://HOST:PORT, a scheduler file (.json) or "
+                "local:N (absent: jobs local processes, the scan's windows one after "
+                "another); the results are the same either way",
                 optional=True,
                 check=_scheduler,
             ),

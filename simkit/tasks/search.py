@@ -201,12 +201,26 @@ class SearchTaskConfig(GateOptions):
     events: int = 200_000
     seed: int = 0
     device: str = option("auto", choices=DEVICES)
+    jobs: int = 1  # local worker processes, each searching whole windows of a scan
+    scheduler: str | None = None  # a Dask scheduler for the scan's windows (simkit.shards)
+    resume: bool = False
+    keep_shards: bool = False
+    #: with resume, a shard folder of other settings is replaced instead of refused (the
+    #: pipeline: a stage reruns because what it depends on changed)
+    replace_other_shards: bool = option(False, cli=False)
     progress: bool = option(True, cli=False)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         object.__setattr__(self, "features", _names(self.features))
         object.__setattr__(self, "efficiencies", tuple(float(e) for e in self.efficiencies))
+        if self.jobs < 1:
+            raise SimkitError(f"--jobs must be 1 or more, got {self.jobs}")
+
+    @property
+    def sharded(self) -> bool:
+        """Whether a shard option was asked for (they shard a scan's windows)."""
+        return self.jobs > 1 or self.scheduler is not None or self.resume or self.keep_shards
 
     def search_config(self) -> SearchConfig:
         """The library's settings of the search in one window."""
@@ -277,25 +291,32 @@ def search(
     A scan from ``inputs.run`` rebuilds a template of ``config.template_kind`` in every
     window, with OmniFold blinded to it (``unfold``: :class:`validation.omnifold.OmniFold`
     keyword arguments; ``flow_model``: the flow's folder, default the run's
-    ``surrogate-flow/model``)."""
+    ``surrogate-flow/model``). With ``output``, or ``jobs``/``scheduler``, a scan's
+    windows run as shards (:mod:`detectors.scan_shards`) into ``OUTPUT/scan.shards/``:
+    in this process, in ``jobs`` processes or on a Dask scheduler, the same numbers
+    whichever, and ``resume`` continues an interrupted scan."""
     from detectors.search import search as search_windows
     from simkit.io import read_sample
 
-    extra_signal = None
-    if inputs.signal is not None:
-        extra_signal = read_sample(inputs.signal, levels=["reco"]).reco
-    search_config = config.search_config()
     if config.scan:
-        result = _scan(config, inputs, search_config, extra_signal, unfold, flow_model)
+        result = _scan(config, inputs, unfold, flow_model, output)
     else:
         if config.window is None or inputs.template is None:
             raise SimkitError("give --window and --template (or --scan)")
+        if config.sharded:
+            raise SimkitError(
+                "--jobs, --scheduler, --resume and --keep-shards run a scan's windows as "
+                "shards: add --scan (one window is one piece of work)"
+            )
+        extra_signal = None
+        if inputs.signal is not None:
+            extra_signal = read_sample(inputs.signal, levels=["reco"]).reco
         region = SignalRegion.parse(config.window, what="--window")
         result = search_windows(
             read_sample(inputs.data, levels=["reco"]).reco,
             _read_template(inputs),
             [region],
-            search_config,
+            config.search_config(),
             template_name=_template_name(inputs.template),
             seed=config.seed,
             progress=config.progress,
@@ -306,70 +327,124 @@ def search(
     return result
 
 
-def _scan(config, inputs, search_config, extra_signal, unfold, flow_model):
+def _scan(config, inputs, unfold, flow_model, output):
     """One template for every window (``template``, resolution from ``sim``), or a
-    template rebuilt and re-blinded per window from ``run``."""
-    from detectors.scan import blinded_scan, mjj_resolution, scan, scan_windows
+    template rebuilt and re-blinded per window from ``run``; the windows in shards when
+    there is an output folder or workers, else in memory."""
+    import json
+
+    from detectors.scan import mjj_resolution, scan_windows
+    from detectors.scan_shards import BlindedTemplates, FixedTemplate, ScanShard
     from simkit.io import read_sample
 
     if config.window is not None:
         raise SimkitError("--scan chooses its windows: drop --window")
+    if config.scheduler is not None:
+        from simkit.shards import parse_scheduler
+
+        parse_scheduler(config.scheduler)  # a nonsensical one fails before any work
     if inputs.run is not None:
         run = Path(inputs.run)
         if not run.is_dir():
             raise SimkitError(f"{run}: not a run folder")
+        kind = config.template_kind
+        sim_path = run / "sim" / "sim.h5"
         flow = None
-        if config.template_kind == "validated-flow":
-            from simkit.surrogates import load_surrogate
-
-            model = flow_model or run / "surrogate-flow" / "model"
-            flow = load_surrogate(model, device=config.device)
-        return blinded_scan(
-            config.template_kind,
-            read_sample(inputs.data, levels=["reco"]),
-            read_sample(run / "sim" / "sim.h5"),
-            search_config,
-            flow=flow,
-            unfold={"device": config.device, **dict(unfold or {})},
-            features=config.features,
-            events=config.events,
-            sideband_width=config.sideband_width,
-            width_factor=config.scan_width,
-            min_count=config.scan_min_count,
-            seed=config.seed,
-            device=config.device,
-            progress=config.progress,
-            extra_signal=extra_signal,
-        )
-    if inputs.template is None or inputs.sim is None:
-        raise SimkitError(
-            "--scan needs --run RUN_DIR, or --template and --sim (for the mjj resolution)"
-        )
-    sim = read_sample(inputs.sim, columns=[SR_COLUMN])
+        if kind == "validated-flow":
+            flow = str(flow_model or run / "surrogate-flow" / "model")
+        templates = BlindedTemplates(
+            kind, data=inputs.data, sim=None if kind == "sideband-flow" else str(sim_path),
+            flow=flow, unfold=json.dumps({"device": config.device, **dict(unfold or {})}),
+            features=config.features, events=config.events,
+            sideband_width=config.sideband_width, seed=config.seed, device=config.device,
+        )  # fmt: skip
+        # the windows' seeds follow the template's (as detectors.scan.blinded_scan)
+        seed, template_name = config.seed + 1, kind
+        rule = " (simulation); step half a width"
+    else:
+        if inputs.template is None or inputs.sim is None:
+            raise SimkitError(
+                "--scan needs --run RUN_DIR, or --template and --sim (for the mjj resolution)"
+            )
+        templates = FixedTemplate(inputs.template, inputs.template_weights)
+        sim_path = inputs.sim
+        seed, template_name = config.seed, _template_name(inputs.template)
+        rule = "; one template for every window (not re-blinded)"
+    sim = read_sample(sim_path, columns=[SR_COLUMN])
     if sim.gen is None:
-        raise SimkitError(f"{inputs.sim}: has no generator level to measure the resolution with")
+        raise SimkitError(f"{sim_path}: has no generator level to measure the resolution with")
     both = sim.gen.passed & sim.reco.passed
     resolution = mjj_resolution(sim.gen.column(SR_COLUMN)[both], sim.reco.column(SR_COLUMN)[both])
-    data = read_sample(inputs.data, levels=["reco"]).reco
+    data_mjj = read_sample(inputs.data, levels=["reco"], columns=[SR_COLUMN]).reco
     windows = scan_windows(
-        data.passing().column(SR_COLUMN),
+        data_mjj.passing().column(SR_COLUMN),
         resolution,
         width_factor=config.scan_width,
         min_count=config.scan_min_count,
         bin_width=config.bin_width,
     )
-    table = _read_template(inputs)
-    result = scan(
-        data,
-        lambda window: table,
-        windows,
-        search_config,
-        template_name=_template_name(inputs.template),
-        seed=config.seed,
-        progress=config.progress,
-        extra_signal=extra_signal,
-        width_rule=f"{config.scan_width:g} × σ(m)·m, σ(m)/m = {resolution.a:.4f} + "
-        f"{resolution.b:.1f} GeV / m; one template for every window (not re-blinded)",
+    width_rule = (
+        f"{config.scan_width:g} × σ(m)·m with σ(m)/m = {resolution.a:.4f} + "
+        f"{resolution.b:.1f} GeV / m{rule}"
     )
+    task = ScanShard(
+        data=inputs.data,
+        windows=tuple((w.low, w.high) for w in windows),
+        templates=templates,
+        config=config.search_config(),
+        seed=seed,
+        signal=inputs.signal,
+    )
+    options = {"template_name": template_name, "width_rule": width_rule}
+    if output is None and config.jobs == 1 and config.scheduler is None:
+        result = _scan_in_memory(task, windows, config, options)
+    else:
+        result = _scan_in_shards(task, config, output, options)
     result.scan["resolution"] = resolution.to_dict()
     return result
+
+
+def _scan_in_memory(task, windows, config, options):
+    """:func:`detectors.scan.scan` in this process: what a library caller without an
+    output folder gets (each window's ``fit`` kept)."""
+    from detectors.scan import scan
+    from simkit.io import read_sample
+
+    signal = None
+    if task.signal is not None:
+        signal = read_sample(task.signal, levels=["reco"]).reco
+    return scan(
+        read_sample(task.data, levels=["reco"]).reco,
+        task.templates.load(),
+        windows,
+        task.config,
+        seed=task.seed,
+        progress=config.progress,
+        extra_signal=signal,
+        **options,
+    )
+
+
+def _scan_in_shards(task, config, output, options):
+    import tempfile
+
+    from detectors.scan_shards import scan_in_shards
+
+    execution = {
+        "jobs": config.jobs,
+        "scheduler": config.scheduler,
+        "progress": config.progress,
+        **options,
+    }
+    if output is None:  # workers but nowhere to keep their windows: a scratch folder
+        with tempfile.TemporaryDirectory(prefix="simkit-scan-") as folder:
+            return scan_in_shards(task, folder, **execution)
+    Path(output).mkdir(parents=True, exist_ok=True)
+    return scan_in_shards(
+        task,
+        output,
+        resume=config.resume,
+        replace_other=config.replace_other_shards,
+        keep=config.keep_shards,
+        **execution,
+    )

@@ -126,8 +126,18 @@ def test_sideband_flow_template(files, tmp_path, capsys):
             ["search", "--data", "missing.h5", "--template", "DATA", "--window", "3300:3700"],
             "missing.h5",
         ),
+        (
+            ["search", "--data", "DATA", "--template", "DATA", "--window", "3300:3700",
+             "--jobs", "2"],
+            "run a scan's windows as shards: add --scan",
+        ),
+        (
+            ["search", "--scan", "--data", "DATA", "--template", "DATA", "--sim", "DATA",
+             "--scheduler", "banana"],
+            "scheduler 'banana' is not a Dask scheduler",
+        ),
     ],
-)
+)  # fmt: skip
 def test_errors_are_one_line(files, tmp_path, capsys, argv, message):
     argv = [files / "data.h5" if a == "DATA" else a for a in argv]
     code, _, err = run(capsys, *argv, "-o", tmp_path / "out")
@@ -156,17 +166,25 @@ def test_scan_with_one_template(files, tmp_path, capsys):
     write_sample(tmp_path / "simgen.h5", Sample(gen=gen, reco=reco))
     write_sample(tmp_path / "ideal.h5", dijet_sample(40000, 0, rng).with_labels(None))
     out = tmp_path / "scan"
-    code, stdout, err = run(
-        capsys, "search", "--scan", "--data", files / "data.h5", "--template",
-        tmp_path / "ideal.h5", "--sim", tmp_path / "simgen.h5", "--no-gate",
-        "--scan-min-count", 1000, "-o", out,
+    argv = (
+        "search", "--scan", "--data", files / "data.h5", "--template", tmp_path / "ideal.h5",
+        "--sim", tmp_path / "simgen.h5", "--no-gate", "--scan-min-count", 1000, "-o", out,
         *FAST[:-1],
     )  # fmt: skip
+    code, stdout, err = run(capsys, *argv, "--keep-shards")
     assert code == 0, err
     assert "global Z" in stdout
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["n_windows"] == len(metrics["windows"]) >= 2
     assert "z_global" in metrics and "width_rule" in metrics["scan"]
     assert (out / "scan.png").exists()
+    # each window a shard, kept: --resume finds them all and searches none again
+    shards = sorted((out / "scan.shards").glob("shard-*.h5"))
+    assert len(shards) == metrics["n_windows"]
+    written = [p.stat().st_mtime_ns for p in shards]
+    code, _, err = run(capsys, *argv, "--resume", "--keep-shards")
+    assert code == 0, err
+    assert json.loads((out / "metrics.json").read_text()) == metrics
+    assert [p.stat().st_mtime_ns for p in shards] == written
     code, _, err = run(capsys, "search", "--scan", "--data", files / "data.h5", "-o", out)
     assert code == 2 and "--scan needs --run RUN_DIR" in err

@@ -153,15 +153,35 @@ def test_gan_and_ae_options_run_through_the_chain(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_search_stage_scans_when_asked(tmp_path):
-    """[search] scan = true: windows across mjj, OmniFold blinded to each, z_global."""
+def test_the_search_stage_scans_when_asked(tmp_path, monkeypatch):
+    """[search] scan = true: windows across mjj, OmniFold blinded to each, z_global. A
+    run killed in the second window resumes the scan there (the first is kept)."""
     import copy
+
+    import detectors.search
 
     config = copy.deepcopy(TINY)
     config["search"].update(scan=True, scan_min_count=20)
+    search_window = detectors.search.search_window
+    searched = []
+
+    def search_then_stop(data, template, region, *args, **kwargs):
+        searched.append(region.low)
+        if len(searched) == 2 and not resumed:
+            raise Interrupted
+        return search_window(data, template, region, *args, **kwargs)
+
+    monkeypatch.setattr(detectors.search, "search_window", search_then_stop)
+    resumed = False
+    with pytest.raises(Interrupted):
+        run_pipeline(config, tmp_path / "run", quiet=True)
+    assert len(list((tmp_path / "run" / "search" / "scan.shards").glob("shard-*.h5"))) == 1
+    resumed = True
     summary = run_pipeline(config, tmp_path / "run", quiet=True)
     metrics = json.loads((tmp_path / "run" / "search" / "metrics.json").read_text())
-    assert metrics["n_windows"] == len(metrics["windows"]) >= 1
+    assert metrics["n_windows"] == len(metrics["windows"]) >= 2
+    assert len(searched) == 1 + metrics["n_windows"]  # the first window was not redone
+    assert not (tmp_path / "run" / "search" / "scan.shards").exists()
     assert "z_global" in metrics and metrics["scan"]["width_rule"].startswith("3 ×")
     assert summary["headline"]["search_z_global"] == metrics["z_global"]
     assert (tmp_path / "run" / "search" / "scan.png").exists()

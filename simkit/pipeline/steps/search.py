@@ -56,8 +56,17 @@ def stage_search(ctx: RunContext) -> Stage:
         window = region_text(settings["signal_region"])
         if settings["scan"]:
             # every window gets its own template (OmniFold blinded to it): nothing to
-            # build for the fixed signal region
-            config = replace(config, scan=True, seed=seed)
+            # build for the fixed signal region. Each window is a shard in
+            # search/scan.shards/, on [run] scheduler when there is one; a stage rerun
+            # after a kill searches only the windows it had not finished
+            config = replace(
+                config,
+                scan=True,
+                seed=seed,
+                scheduler=ctx.config["run"]["scheduler"],
+                resume=True,
+                replace_other_shards=True,
+            )
             inputs = SearchInputs(data=str(data), run=str(ctx.run_dir), signal=str(signal))
             unfold = unfold_options(ctx)
             result = search_task(config, inputs, folder, unfold=unfold, flow_model=str(flow))
