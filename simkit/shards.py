@@ -310,6 +310,23 @@ def _require_distributed():
     return distributed
 
 
+def worker_environment() -> dict:
+    """The environment for the Dask workers simkit starts (``local:N``): Dask's own
+    (``distributed.nanny.pre-spawn-environ``) less ``MALLOC_TRIM_THRESHOLD_``.
+
+    Dask sets that threshold to 64 KiB so that a worker hands freed memory back to the
+    system at once; then every large array a shard allocates is fresh pages that fault
+    in again. Scoring ran with 30 % more CPU in such a worker than in a process without
+    it (``benchmarks/scaling.py``, BENCHMARKS.md "Scaling"). A site's workers keep their
+    own setting: the scale-out how-to shows how to drop it there.
+    """
+    import dask
+
+    environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}) or {})
+    environ.pop("MALLOC_TRIM_THRESHOLD_", None)
+    return environ
+
+
 @contextlib.contextmanager
 def connect(scheduler, timeout: float | None = None) -> Iterator[Any]:
     """A ``distributed.Client`` for ``scheduler`` (a string as :func:`parse_scheduler`
@@ -330,13 +347,16 @@ def connect(scheduler, timeout: float | None = None) -> Iterator[Any]:
     if spec.kind == "local":
         import logging
 
-        cluster = distributed.LocalCluster(
-            n_workers=spec.workers,
-            threads_per_worker=1,  # Pythia and torch: one shard per process
-            processes=True,
-            dashboard_address=None,
-            silence_logs=logging.ERROR,
-        )
+        import dask
+
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environment()}):
+            cluster = distributed.LocalCluster(
+                n_workers=spec.workers,
+                threads_per_worker=1,  # Pythia and torch: one shard per process
+                processes=True,
+                dashboard_address=None,
+                silence_logs=logging.ERROR,
+            )
         try:
             with distributed.Client(cluster) as client:
                 yield client
@@ -500,20 +520,31 @@ def run_shards(
     ran the shards enters it, so the bytes are the same whatever ran them. On failure
     the finished shards stay in ``plan.folder`` for ``resume=True``; a run that finished
     no shard leaves nothing behind. ``keep`` keeps the shard folder after the merge.
+
+    The merge runs while the shards do: this process appends each shard as soon as it
+    and every shard before it are complete (it waits for the workers otherwise), so at
+    the end only the shards that finished last are left to merge. The bytes do not
+    depend on when that happens: the appends are the same, in the same order.
     """
-    execute(
-        plan,
-        task,
-        jobs=jobs,
-        scheduler=scheduler,
-        resume=resume,
-        retries=retries,
-        progress=progress,
-        desc=desc,
-        unit=unit,
-        preload=preload,
-    )
-    return merge(plan, provenance=provenance, finish=finish, keep=keep)
+    merger = _Merger(plan, provenance, finish)
+    try:
+        execute(
+            plan,
+            task,
+            jobs=jobs,
+            scheduler=scheduler,
+            resume=resume,
+            retries=retries,
+            progress=progress,
+            desc=desc,
+            unit=unit,
+            preload=preload,
+            on_shard=merger.ready,
+        )
+        return merger.close(keep=keep)
+    except BaseException:
+        merger.abort()
+        raise
 
 
 def execute(
@@ -529,9 +560,12 @@ def execute(
     desc: str = "shards",
     unit: str = "ev",
     preload: Sequence[str] = (),
+    on_shard: Callable[[int], None] | None = None,
 ) -> list[int]:
     """Run ``task`` for every shard of ``plan`` not yet written (as :func:`run_shards`,
-    without the merge); returns the indices of the shards run now.
+    without the merge); returns the indices of the shards run now. ``on_shard(index)``
+    is called in this process for every shard complete already (resumed) and then for
+    each as it completes.
 
     Every shard's file is in ``plan.folder`` afterwards, for the caller to read (and
     remove). Failures, resuming (``replace_other``: see :meth:`ShardPlan.prepare`) and
@@ -546,6 +580,7 @@ def execute(
         parse_scheduler(scheduler)  # a nonsensical scheduler fails before any work
     todo = plan.prepare(resume, replace_other=replace_other)
     done_events = sum(plan.sizes) - sum(plan.sizes[i] for i in todo)
+    notify = on_shard or (lambda index: None)
     bar = progress_bar(
         total=sum(plan.sizes),
         initial=done_events,
@@ -556,6 +591,8 @@ def execute(
     )
     try:
         with bar:
+            for index in sorted(set(range(len(plan))) - set(todo)):
+                notify(index)
             if todo:
                 with contextlib.ExitStack() as stack:
                     if scheduler is not None:
@@ -568,6 +605,7 @@ def execute(
                     stack.callback(getattr(finished, "close", lambda: None))
                     for index in finished:
                         bar.update(plan.sizes[index])
+                        notify(index)
                         check()
     except BaseException as exc:
         _after_failure(plan, exc)
@@ -600,45 +638,86 @@ def merge(
     The output is written atomically with the shards' levels, columns, units, weights,
     labels and scores, and ``provenance`` (plus ``finish(shard provenances)``).
     """
-    from simkit.io import SampleWriter, inspect, iter_samples
-
     missing = [i for i in range(len(plan)) if not plan.is_complete(i)]
     if missing:
         raise ShardError(
             f"{plan.output}: cannot merge, {len(missing)} shard(s) missing or incomplete "
             f"(first: {plan.describe(missing[0])})"
         )
-    infos = [inspect(plan.path(i)) for i in range(len(plan))]
-    first = infos[0]
-    for i, info in enumerate(infos):
+    merger = _Merger(plan, provenance, finish)
+    try:
+        for index in range(len(plan)):
+            merger.ready(index)
+        return merger.close(keep=keep)
+    except BaseException:
+        merger.abort()
+        raise
+
+
+class _Merger:
+    """Appends shards to the output in index order as they become ready (:func:`merge`
+    all at once, :func:`run_shards` while the others still run)."""
+
+    def __init__(self, plan: ShardPlan, provenance: Mapping, finish) -> None:
+        self.plan, self.provenance, self.finish = plan, dict(provenance), finish
+        self.writer = None
+        self.infos: list = []  # of the shards appended, in order
+        self.ready_shards: set[int] = set()
+
+    def ready(self, index: int) -> None:
+        """Shard ``index`` is complete: append it and any complete shards after it."""
+        self.ready_shards.add(index)
+        while len(self.infos) in self.ready_shards:
+            self._append(len(self.infos))
+
+    def _append(self, index: int) -> None:
+        from simkit.io import SampleWriter, inspect, iter_samples
+
+        info = inspect(self.plan.path(index))
+        if self.writer is None:
+            self.first = info
+            self.writer = SampleWriter(
+                self.plan.output,
+                levels={lv: info.levels[lv].columns for lv in info.levels},
+                units={lv: info.levels[lv].units for lv in info.levels},
+                weights=info.has_weights,
+                labels=info.has_labels,
+                scores=info.scores,
+                provenance=self.provenance,
+            )
+        first = self.first
         same = (
             {k: v.columns for k, v in info.levels.items()}
             == {k: v.columns for k, v in first.levels.items()}
+            and info.has_weights == first.has_weights
             and info.has_labels == first.has_labels
             and info.scores == first.scores
         )
         if not same:
-            raise ShardError(f"{plan.describe(i)} is not shaped like shard 0: cannot merge")
-    document = dict(provenance)
-    if finish is not None:
-        document.update(finish([info.provenance for info in infos]))
-    levels = tuple(first.levels)
-    writer = SampleWriter(
-        plan.output,
-        levels={lv: first.levels[lv].columns for lv in levels},
-        units={lv: first.levels[lv].units for lv in levels},
-        weights=any(info.has_weights for info in infos),
-        labels=first.has_labels,
-        scores=first.scores,
-        provenance=document,
-    )
-    with writer:
-        for i in range(len(plan)):
-            for chunk in iter_samples(plan.path(i), max(1, plan.sizes[i]), levels=levels):
-                writer.append(chunk)
-    if not keep:
-        shutil.rmtree(plan.folder, ignore_errors=True)
-    return plan.output
+            raise ShardError(
+                f"{self.plan.describe(index)} is not shaped like shard 0: cannot merge"
+            )
+        rows = max(1, self.plan.sizes[index])
+        for chunk in iter_samples(self.plan.path(index), rows, levels=tuple(first.levels)):
+            self.writer.append(chunk)
+        self.infos.append(info)
+
+    def close(self, keep: bool = False) -> Path:
+        if len(self.infos) < len(self.plan):  # execute returned: every shard was complete
+            raise ShardError(
+                f"{self.plan.output}: cannot merge, {self.plan.describe(len(self.infos))} "
+                "is missing"
+            )
+        if self.finish is not None:
+            self.writer.update_provenance(**self.finish([i.provenance for i in self.infos]))
+        path = self.writer.close()
+        if not keep:
+            shutil.rmtree(self.plan.folder, ignore_errors=True)
+        return path
+
+    def abort(self) -> None:
+        if self.writer is not None:
+            self.writer.abort()
 
 
 def shard_ranges(n_rows: int, rows_per_shard: int) -> list[tuple[int, int]]:

@@ -63,9 +63,42 @@ def test_failure_names_the_shard_and_keeps_the_finished_ones(tmp_path):
     assert "shard 2 of 4 failed: RuntimeError: flaky disk" in message
     assert "2 of 4 shards finished and kept" in message and "--resume" in message
     assert p.complete() == [0, 1] and not p.output.exists()
+    assert not list(tmp_path.glob(".noise.h5.*.tmp"))  # the merge begun is dropped
     # resuming runs shards 2 and 3 only, and gives the uninterrupted run's bytes
     resumed = run(p, NoiseShard(seed=3), resume=True).read_bytes()
     assert resumed == run(plan(tmp_path, "whole.h5"), NoiseShard(seed=3)).read_bytes()
+
+
+def test_the_merge_runs_while_later_shards_do(tmp_path):
+    """Shards 0 and 1 are in the output (its temporary file) before shard 2 is written;
+    the bytes are those of the merge at the end (:func:`simkit.shards.merge`)."""
+    from simkit.shards import merge
+
+    seen = []
+
+    def task(index, path):
+        merging = list(tmp_path.glob(".streamed.h5.*.tmp"))
+        seen.append((index, len(merging)))
+        NoiseShard(seed=3)(index, path)
+
+    streamed = run(plan(tmp_path, "streamed.h5"), task).read_bytes()
+    assert seen == [(0, 0), (1, 1), (2, 1), (3, 1)]  # the output is open from shard 0 on
+    p = plan(tmp_path, "at_end.h5")
+    for i in p.prepare(resume=False):
+        NoiseShard(seed=3)(i, p.path(i))
+    at_end = merge(p, provenance=PROVENANCE, finish=mean_of_means).read_bytes()
+    assert at_end == streamed
+
+
+def test_local_workers_run_without_dask_malloc_trim():
+    """Dask's MALLOC_TRIM_THRESHOLD_ (freed memory back to the system at once) is dropped
+    for the workers simkit starts; its other settings (one OpenMP thread) stay."""
+    pytest.importorskip("distributed")
+    from simkit.shards import worker_environment
+
+    environ = worker_environment()
+    assert "MALLOC_TRIM_THRESHOLD_" not in environ
+    assert environ.get("OMP_NUM_THREADS") in (1, "1")
 
 
 def test_resume_skips_finished_shards_and_redoes_damaged_ones(tmp_path):
