@@ -4,7 +4,9 @@
    by 1 and 2 local worker processes (``jobs``) and by Dask ``LocalCluster``s of 1 and 2
    one-thread workers (``scheduler``). Every run writes the same bytes (checked). Dask is
    timed twice: end to end as ``--scheduler local:N`` runs it (the cluster started and
-   stopped inside), and on a cluster already running (what a site's scheduler gives).
+   stopped inside), and on a cluster already running (what a site's scheduler gives),
+   its workers started with the environment ``local:N`` gives them
+   (:func:`simkit.shards.worker_environment`: without Dask's ``MALLOC_TRIM_THRESHOLD_``).
    ``--jobs`` always includes starting its worker processes.
 2. Scoring: a VAE scores a synthetic file in shards of ``--score-rows`` rows, the same
    four ways.
@@ -88,7 +90,10 @@ def run_all(
     label: str, work, workers: list[int], repeats: int, folder: Path, kinds=RUNNERS
 ) -> list[dict]:
     """Time ``work(output, **how)`` for every runner; the outputs must be equal bytes."""
+    import dask
     from distributed import Client, LocalCluster
+
+    from simkit.shards import worker_environment  # the workers local:N starts
 
     rows, reference = [], None
     for name, n, kind in runners(workers, kinds):
@@ -101,6 +106,7 @@ def run_all(
                 result = timed(lambda: work(out, name, scheduler=f"local:{n}"))  # noqa: B023
             else:
                 with (
+                    dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environment()}),
                     LocalCluster(
                         n_workers=n, threads_per_worker=1, dashboard_address=None, silence_logs=50
                     ) as cluster,
