@@ -163,3 +163,41 @@ def test_a_nonsensical_scheduler_is_one_line_before_any_work(files, tmp_path):
     with pytest.raises(SimkitError, match="^scheduler 'banana' is not a Dask scheduler"):
         scan_in_shards(task(files), tmp_path, scheduler="banana")
     assert not (tmp_path / "scan.shards").exists()
+
+
+@pytest.fixture(scope="module")
+def run_files(tmp_path_factory):
+    """A simulation with both levels, data, and a small flow fitted to the simulation."""
+    from simkit.events import Sample
+    from simkit.surrogates.flow import FlowSurrogate
+
+    folder = tmp_path_factory.mktemp("blinded")
+    rng = np.random.default_rng(32)
+    reco = dijet_sample(5000, 0, rng).reco
+    features = reco.features.copy()
+    features[:, reco.index("mjj")] /= 1 + rng.normal(0, 0.045, len(reco))
+    gen = type(reco)(features=features, columns=reco.columns, weights=reco.weights,
+                     passed=reco.passed, labels=reco.labels)  # fmt: skip
+    write_sample(folder / "sim.h5", Sample(gen=gen, reco=reco))
+    write_sample(folder / "data.h5", dijet_sample(6000, 60, rng))
+    flow = FlowSurrogate(condition=["mjj"], columns=list(FEATURES), epochs=2, n_layers=2,
+                         hidden=16, device="cpu").fit(reco.select(["mjj", *FEATURES]))  # fmt: skip
+    flow.save(folder / "flow")
+    return folder
+
+
+@pytest.mark.slow
+def test_templates_rebuilt_per_window_agree_in_one_and_two_processes(run_files, tmp_path):
+    """validated-flow rebuilt in each window (OmniFold blinded to it, the flow's events
+    drawn once per process with the template's seed): this process and two worker
+    processes give the same metrics."""
+    from detectors.scan_shards import BlindedTemplates
+
+    templates = BlindedTemplates(
+        "validated-flow", data=str(run_files / "data.h5"), sim=str(run_files / "sim.h5"),
+        flow=str(run_files / "flow"), events=4000, features=FEATURES, seed=2, device="cpu",
+        unfold=json.dumps({"iterations": 1, "classifier": {"epochs": 2}}),
+    )  # fmt: skip
+    blinded = ScanShard(str(run_files / "data.h5"), WINDOWS[:2], templates, FAST, seed=3)
+    here = metrics(scan_in_shards(blinded, tmp_path / "here"))
+    assert metrics(scan_in_shards(blinded, tmp_path / "jobs", jobs=2)) == here
