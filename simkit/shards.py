@@ -508,6 +508,7 @@ def run_shards(
     unit: str = "ev",
     keep: bool = False,
     preload: Sequence[str] = (),
+    replace_other: bool = False,
 ) -> Path:
     """Run ``task`` for every shard of ``plan`` not yet written, then merge into
     ``plan.output``; returns its path.
@@ -519,7 +520,8 @@ def run_shards(
     provenance records (e.g. a cross-section averaged over shards); nothing about who
     ran the shards enters it, so the bytes are the same whatever ran them. On failure
     the finished shards stay in ``plan.folder`` for ``resume=True``; a run that finished
-    no shard leaves nothing behind. ``keep`` keeps the shard folder after the merge.
+    no shard leaves nothing behind. ``keep`` keeps the shard folder after the merge;
+    ``replace_other``: see :meth:`ShardPlan.prepare`.
 
     The merge runs while the shards do: this process appends each shard as soon as it
     and every shard before it are complete (it waits for the workers otherwise), so at
@@ -534,6 +536,7 @@ def run_shards(
             jobs=jobs,
             scheduler=scheduler,
             resume=resume,
+            replace_other=replace_other,
             retries=retries,
             progress=progress,
             desc=desc,

@@ -430,6 +430,7 @@ def generate(
     scheduler=None,
     resume: bool = False,
     keep_shards: bool = False,
+    replace_other_shards: bool = False,
     **process_options,
 ) -> Sample | Path:
     """Simulate ``n_events`` events of ``process`` at generator and detector level.
@@ -447,7 +448,8 @@ def generate(
     ``distributed.Client`` or cluster; see :mod:`simkit.shards`). Each is written as an
     event file into ``OUTPUT.shards/`` and merged at the end, so the same ``seed``,
     ``n_events`` and ``shard_size`` give the same bytes whatever ran them, and
-    ``resume=True`` after an interruption runs only the shards not yet written.
+    ``resume=True`` after an interruption runs only the shards not yet written (with
+    ``replace_other_shards``, shards of other settings are replaced instead of refused).
     """
     import tempfile
 
@@ -515,7 +517,14 @@ def generate(
     task = ShardTask(run, sizes)
     if output is not None:
         plan = ShardPlan(Path(output), **common)
-        return run_shards(plan, task, resume=resume, keep=keep_shards, **execution)
+        return run_shards(
+            plan,
+            task,
+            resume=resume,
+            keep=keep_shards,
+            replace_other=replace_other_shards,
+            **execution,
+        )
     with tempfile.TemporaryDirectory(prefix="simkit-generate-") as folder:
         plan = ShardPlan(Path(folder) / f"{process}.h5", **common)
         return read_sample(run_shards(plan, task, **execution))

@@ -57,6 +57,9 @@ class GenerateConfig(Options):
     scheduler: str | None = None
     resume: bool = False
     keep_shards: bool = False
+    #: with resume, a shard folder of other settings is replaced instead of refused (the
+    #: pipeline: a stage reruns because what it depends on changed)
+    replace_other_shards: bool = option(False, cli=False)
     progress: bool = option(True, cli=False)
 
     def __post_init__(self) -> None:
@@ -118,6 +121,7 @@ def run(config: GenerateConfig, output) -> GenerateResult:
         scheduler=config.scheduler,
         resume=config.resume,
         keep_shards=config.keep_shards,
+        replace_other_shards=config.replace_other_shards,
         **config.process_options(),
     )
     return GenerateResult(Path(path), config, time.perf_counter() - t0)

@@ -8,6 +8,7 @@ the library's :class:`detectors.search.SearchConfig` (whose defaults it takes).
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -324,6 +325,11 @@ def search(
         )
     if output is not None:
         result.save(output)
+        if config.scan and not config.keep_shards:
+            # only now: a scan whose plots failed keeps its windows for --resume
+            from detectors.scan_shards import SHARDS_NAME
+
+            shutil.rmtree(Path(output) / f"{SHARDS_NAME}.shards", ignore_errors=True)
     return result
 
 
@@ -445,6 +451,6 @@ def _scan_in_shards(task, config, output, options):
         output,
         resume=config.resume,
         replace_other=config.replace_other_shards,
-        keep=config.keep_shards,
+        keep=True,  # removed by search() once metrics.json and the plots are written
         **execution,
     )

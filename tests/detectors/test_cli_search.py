@@ -7,6 +7,7 @@ import pytest
 from dijet_toy import dijet_sample
 
 from simkit.cli import main
+from simkit.errors import SimkitError
 from simkit.io import inspect, write_arrays, write_sample
 
 FAST = ["--folds", "3", "--ensemble", "1", "--quiet"]
@@ -186,5 +187,20 @@ def test_scan_with_one_template(files, tmp_path, capsys):
     assert code == 0, err
     assert json.loads((out / "metrics.json").read_text()) == metrics
     assert [p.stat().st_mtime_ns for p in shards] == written
+    # a resumed run whose plots fail keeps the windows; once written, they go
+    from detectors.search import SearchResult
+
+    def broken(self, folder):
+        raise SimkitError("disk full")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(SearchResult, "save_plots", broken)
+        code, _, err = run(capsys, *argv, "--resume")
+    assert code != 0 and "disk full" in err
+    assert [p.stat().st_mtime_ns for p in shards] == written
+    code, _, err = run(capsys, *argv, "--resume")
+    assert code == 0, err
+    assert json.loads((out / "metrics.json").read_text()) == metrics
+    assert not (out / "scan.shards").exists()
     code, _, err = run(capsys, "search", "--scan", "--data", files / "data.h5", "-o", out)
     assert code == 2 and "--scan needs --run RUN_DIR" in err

@@ -42,6 +42,7 @@ def stage_sim(ctx: RunContext) -> Stage:
             jobs=jobs,
             scheduler=ctx.config["run"]["scheduler"],
             resume=True,  # a stage rerun after a kill keeps the finished shards
+            replace_other_shards=True,  # ... and one whose settings changed replaces them
             progress=not ctx.quiet,
         )
         seconds = generate(config, path).seconds
@@ -94,6 +95,7 @@ def stage_data(ctx: RunContext) -> Stage:
             "jobs": ctx.config["run"]["jobs"],
             "scheduler": ctx.config["run"]["scheduler"],
             "resume": True,
+            "replace_other_shards": True,
             "jes": gen["data_jes"],
             "min_pt": gen["min_pt"],
             "progress": not ctx.quiet,
