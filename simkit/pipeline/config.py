@@ -111,7 +111,14 @@ SECTIONS: tuple[Section, ...] = (
                 "where torch runs: auto takes a CUDA GPU when there is one",
                 choices=("auto", "cpu", "cuda"),
             ),
-            Key("jobs", int, 2, "worker processes of the Pythia chain", low=1),
+            Key(
+                "jobs",
+                int,
+                2,
+                "worker processes of the sharded stages without a scheduler: the Pythia "
+                "chain's shards and the scan's windows",
+                low=1,
+            ),
             Key(
                 "threads",
                 int,

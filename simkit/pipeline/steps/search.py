@@ -57,13 +57,15 @@ def stage_search(ctx: RunContext) -> Stage:
         if settings["scan"]:
             # every window gets its own template (OmniFold blinded to it): nothing to
             # build for the fixed signal region. Each window is a shard in
-            # search/scan.shards/, on [run] scheduler when there is one; a stage rerun
+            # search/scan.shards/, on [run] scheduler when there is one (else [run] jobs
+            # processes: the same numbers either way); a stage rerun
             # after a kill searches only the windows it had not finished
             config = replace(
                 config,
                 scan=True,
                 seed=seed,
                 scheduler=ctx.config["run"]["scheduler"],
+                jobs=ctx.config["run"]["jobs"],
                 resume=True,
                 replace_other_shards=True,
             )
