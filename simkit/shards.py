@@ -439,10 +439,13 @@ def _local_pool(
     finally:
         for future in futures:
             future.cancel()
-        # running shards are abandoned: their writers' temporary files are swept on resume
-        for process in list((executor._processes or {}).values()):
-            with contextlib.suppress(Exception):
-                process.terminate()
+        if not all(future.done() for future in futures):
+            # running shards are abandoned (their writers' temporary files are swept on
+            # resume); workers that finished are left to exit on their own, so that what
+            # they hold (a progress bar's lock: a semaphore) is released, not leaked
+            for process in list((executor._processes or {}).values()):
+                with contextlib.suppress(Exception):
+                    process.terminate()
         executor.shutdown(wait=True, cancel_futures=True)
 
 

@@ -54,3 +54,15 @@ class NoiseShard:
 def mean_of_means(shards: list[dict]) -> dict:
     """A ``finish`` hook: something computed from every shard's provenance."""
     return {"mean_x": float(np.mean([s["mean_x"] for s in shards]))}
+
+
+@dataclass(frozen=True)
+class BarShard(NoiseShard):
+    """A NoiseShard that also makes a (disabled) progress bar, as the scan's windows do:
+    tqdm holds a multiprocessing lock, a semaphore the worker must release on exit."""
+
+    def __call__(self, index: int, path: Path) -> None:
+        from simkit.progress import progress_bar
+
+        with progress_bar(total=1, enabled=False):
+            super().__call__(index, path)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -99,6 +101,32 @@ def test_local_workers_run_without_dask_malloc_trim():
     environ = worker_environment()
     assert "MALLOC_TRIM_THRESHOLD_" not in environ
     assert environ.get("OMP_NUM_THREADS") in (1, "1")
+
+
+def test_local_workers_exit_cleanly(tmp_path):
+    """Workers that finished are not killed: a killed worker leaks what it holds (the
+    resource tracker then warns at exit about leaked semaphores)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import pathlib, sys; from shard_testing import BarShard; "
+        "from simkit.shards import ShardPlan, run_shards; "
+        "out = pathlib.Path(sys.argv[1]) / 'bar.h5'; "
+        "run_shards(ShardPlan(out, {'seed': 3}, sizes=(20, 20, 20, 7)), BarShard(seed=3), "
+        "provenance={}, jobs=2)"
+    )
+    tests = str(Path(__file__).resolve().parents[1])
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": tests},
+    )
+    assert done.returncode == 0, done.stderr
+    assert "leaked" not in done.stderr, done.stderr
+    assert (tmp_path / "bar.h5").exists()
 
 
 def test_resume_skips_finished_shards_and_redoes_damaged_ones(tmp_path):
