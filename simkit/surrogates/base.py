@@ -117,6 +117,9 @@ class Surrogate(HyperParameters):
     - ``condition``: columns to condition on (generated events take them as given);
     - ``columns``: columns to generate (default: every other column of the table);
     - ``transforms``: per-column overrides of the preprocessing, ``{"m_j1": "log"}``;
+    - ``azimuth_frame``: generate the azimuthal angles after the first one relative to
+      it, ``δφ = wrap(φ₂ − φ₁ − π)`` (:mod:`~simkit.surrogates.transforms`; unit
+      Jacobian); False: absolute angles (models saved before it existed load as False);
     - training: ``epochs``, ``batch_size``, ``lr`` (``None``: the model's default),
       ``weight_decay``, ``lr_schedule`` (``"cosine"`` decay over ``epochs``, or
       None), ``patience`` (early stopping), ``val_fraction``, ``grad_clip``,
@@ -137,6 +140,7 @@ class Surrogate(HyperParameters):
         condition: Sequence[str] = (),
         columns: Sequence[str] | None = None,
         transforms: Mapping[str, str] | None = None,
+        azimuth_frame: bool = True,
         epochs: int = 50,
         batch_size: int = 256,
         lr: float | None = None,
@@ -156,6 +160,7 @@ class Surrogate(HyperParameters):
         self.condition = tuple(condition)
         self.columns = None if columns is None else tuple(columns)
         self.transforms = dict(transforms or {})
+        self.azimuth_frame = azimuth_frame
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
@@ -287,7 +292,11 @@ class Surrogate(HyperParameters):
         rng = np.random.default_rng(self.seed)
         x = table.select(features).features.astype(np.float64)
         self.transform_ = ColumnTransform(features).fit(
-            x, w, overrides={k: v for k, v in overrides.items() if k in features}, rng=rng
+            x,
+            w,
+            overrides={k: v for k, v in overrides.items() if k in features},
+            azimuth_frame=bool(self.azimuth_frame),
+            rng=rng,
         )
         z, logdet = self.transform_.forward(torch.as_tensor(self.transform_.dequantize(x, rng)))
         if condition:
@@ -491,6 +500,7 @@ class Surrogate(HyperParameters):
         try:
             config = document["config"]
             params = dict(config["params"])
+            params.setdefault("azimuth_frame", False)  # saved before the frame existed
             model = cls(**params, device=device)
             model.columns_ = tuple(config["columns"])
             model.feature_columns_ = tuple(config["features"])

@@ -1,6 +1,7 @@
 """Fitted, invertible, saved preprocessing of event columns for the surrogates.
 
-Each column goes through up to three steps, chosen from the data (or overridden):
+Each column goes through up to three steps, chosen from the data (or overridden),
+after an optional change of azimuthal frame (below):
 
 1. **dequantization** of integer-valued columns (constituent counts): ``n → n + u`` with
    ``u ~ U(0, 1)`` when fitting, ``floor`` when generating, so that a continuous model
@@ -12,6 +13,18 @@ Each column goes through up to three steps, chosen from the data (or overridden)
    (−π, π)), ``identity`` otherwise;
 3. weighted standardization to zero mean and unit variance, because the splines of a
    neural-spline flow are the identity outside ``[-tail_bound, tail_bound]``.
+
+**Azimuthal frame.** With two or more azimuthal angles (``phi_j1``, ``phi_j2``) the
+first one is kept and every other one is replaced by its angle from the first one's
+back-to-back direction, ``δφ = wrap(φ₂ − φ₁ − π)`` in [−π, π) (``wrap``: modulo 2π). The
+event's rotation about the beam, uniform by symmetry, is then ``φ₁`` alone, and the
+back-to-back peak of a dijet sits at ``δφ = 0``, one smooth bump in the middle of the
+logit's range. In the absolute angles it is a band along ``φ₂ = φ₁ ± π`` that wraps
+around the torus (two disjoint strips in the square (−π, π)²), which a GAN's continuous
+generator cannot draw: GANs fitted to the absolute angles put half their dijets less
+than 2 rad apart (BENCHMARKS.md). For fixed ``φ₁`` the map is a rotation of ``φ₂``, so
+it is a bijection of the torus with ``|det J| = 1``: densities keep their meaning, and
+the inverse brings the angles back to [−π, π).
 
 The map is a bijection between the physical space and the model's space, and its
 ``log |det J|`` enters the flow's density: ``log p(x) = log q(z) + log|dz/dx|``.
@@ -105,6 +118,28 @@ EDGE_MARGIN = 1e-3
 #: Bounds of the logit of an azimuthal angle: π rounded up past float32's π (3.1415927).
 PHI_BOUND = 3.1416
 
+#: The relative azimuth is measured from the reference's back-to-back direction (φ₁ + π):
+#: a dijet's peak then sits at δφ = 0, far from the wrap at ±π.
+AZIMUTH_OFFSET = math.pi
+
+
+def wrap_angle(phi: torch.Tensor) -> torch.Tensor:
+    """An angle (radians) modulo 2π, in [−π, π); the derivative is 1 (a rotation).
+
+    >>> wrap_angle(torch.tensor([3.5, -4.0, 0.25])).tolist()  # doctest: +ELLIPSIS
+    [-2.78..., 2.28..., 0.25]
+    """
+    return torch.remainder(phi + math.pi, 2 * math.pi) - math.pi
+
+
+def is_azimuth(name: str, values: np.ndarray) -> bool:
+    """An azimuthal angle: a column named ``phi…`` with every value in (−π, π) (to float32's
+    π; :data:`PHI_BOUND`)."""
+    return bool(
+        name.startswith("phi") and -PHI_BOUND < float(values.min()) and values.max() < PHI_BOUND
+    )
+
+
 #: A non-negative column that touches 0 gets log(x + s), s this fraction of its median:
 #: small against the bulk (0.1 GeV for a jet mass around 100 GeV). Generated values then
 #: stay above −s, where ``identity`` (the choice before) let a flow generate jet masses
@@ -121,7 +156,7 @@ def choose_kind(values: np.ndarray, dequantize: bool = False, name: str = "") ->
     ``logit:-3.1416:3.1416``, so that its flat distribution with hard edges becomes a
     smooth one on the real line and generated angles stay in range."""
     lowest = float(values.min())
-    if name.startswith("phi") and -PHI_BOUND < lowest and float(values.max()) < PHI_BOUND:
+    if is_azimuth(name, values):
         return f"logit:{-PHI_BOUND}:{PHI_BOUND}"
     highest = float(values.max()) + (1.0 if dequantize else 0.0)
     if lowest > 0 and highest < 1:
@@ -142,9 +177,12 @@ class ColumnTransform(nn.Module):
     """Per-column bijection physical ↔ standardized model space, with its log|det|.
 
     ``fit`` chooses each column's kind (``overrides`` name some by hand: ``{"m_j1":
-    "log", "eta_j1": "logit:-2.5:2.5"}``) and whether it is dequantized (integer-valued
-    columns when ``dequantize=True``), then fits the weighted standardization.
-    ``forward(x)`` gives ``(z, log|dz/dx|)``, ``inverse(z)`` gives ``x``.
+    "log", "eta_j1": "logit:-2.5:2.5"}``), whether it is dequantized (integer-valued
+    columns when ``dequantize=True``) and the azimuthal frame (``azimuth_frame=True``:
+    the angles after the first one relative to it, see the module), then fits the
+    weighted standardization. ``forward(x)`` gives ``(z, log|dz/dx|)``, ``inverse(z)``
+    gives ``x``. ``azimuth`` (fitted, or given when rebuilding a saved transform):
+    ``{"reference": "phi_j1", "relative": ["phi_j2"], "offset": π}`` or None.
     """
 
     def __init__(
@@ -152,9 +190,13 @@ class ColumnTransform(nn.Module):
         columns: Sequence[str],
         kinds: Sequence[str] | None = None,
         discrete: Sequence[bool] | None = None,
+        azimuth: Mapping | None = None,
     ) -> None:
         super().__init__()
         self.columns = tuple(columns)
+        self.azimuth_: dict | None = None
+        if azimuth is not None:
+            self._set_azimuth(azimuth["reference"], azimuth["relative"], azimuth["offset"])
         width = len(self.columns)
         self.kinds_: tuple[str, ...] = tuple(kinds) if kinds is not None else ("identity",) * width
         self.discrete_: tuple[bool, ...] = (
@@ -179,6 +221,44 @@ class ColumnTransform(nn.Module):
         self._logit = where("logit")
         self._discrete = [i for i, d in enumerate(self.discrete_) if d]
 
+    def _set_azimuth(self, reference: str, relative: Sequence[str], offset: float) -> None:
+        names = [reference, *relative]
+        unknown = [c for c in names if c not in self.columns]
+        if unknown or len(set(names)) != len(names) or not relative:
+            raise SimkitError(
+                f"azimuthal frame {reference!r} ← {list(relative)}: need distinct columns "
+                f"of {', '.join(self.columns)}"
+            )
+        self.azimuth_ = {
+            "reference": str(reference),
+            "relative": [str(c) for c in relative],
+            "offset": float(offset),
+        }
+        self._reference = self.columns.index(reference)
+        self._relative = [self.columns.index(c) for c in relative]
+
+    def to_frame(self, x: np.ndarray) -> np.ndarray:
+        """Physical values with the relative angles in the azimuthal frame (a float64 copy)."""
+        x = np.array(x, dtype=np.float64)
+        if self.azimuth_ is not None:
+            x = self._to_frame(torch.as_tensor(x)).numpy()
+        return x
+
+    def _to_frame(self, x: torch.Tensor) -> torch.Tensor:
+        if self.azimuth_ is None:
+            return x
+        x = x.clone()
+        shift = x[:, self._reference : self._reference + 1] + self.azimuth_["offset"]
+        x[:, self._relative] = wrap_angle(x[:, self._relative] - shift)
+        return x
+
+    def _from_frame(self, x: torch.Tensor) -> torch.Tensor:
+        if self.azimuth_ is None:
+            return x
+        shift = x[:, self._reference : self._reference + 1] + self.azimuth_["offset"]
+        x[:, self._relative] = wrap_angle(x[:, self._relative] + shift)
+        return x
+
     # ------------------------------------------------------------------ fitting
 
     def fit(
@@ -188,12 +268,16 @@ class ColumnTransform(nn.Module):
         *,
         overrides: Mapping[str, str] | None = None,
         dequantize: bool = True,
+        azimuth_frame: bool = False,
         rng: np.random.Generator | None = None,
     ) -> ColumnTransform:
         """Choose each column's kind from ``x`` (N, F), then fit the standardization.
 
         With ``dequantize`` integer-valued columns are marked discrete; the
-        standardization is fitted on their dequantized values drawn with ``rng``.
+        standardization is fitted on their dequantized values drawn with ``rng``. With
+        ``azimuth_frame`` and two or more azimuthal columns (:func:`is_azimuth`, none
+        overridden) the first is the reference of the others (the module's frame); the
+        kinds are chosen on the angles in that frame.
         """
         x = np.asarray(x, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] != len(self.columns):
@@ -209,6 +293,15 @@ class ColumnTransform(nn.Module):
                 f"transform given for unknown column(s) {', '.join(unknown)}; "
                 f"columns are {', '.join(self.columns)}"
             )
+        self.azimuth_ = None
+        angles = [
+            name
+            for j, name in enumerate(self.columns)
+            if name not in overrides and is_azimuth(name, x[:, j])
+        ]
+        if azimuth_frame and len(angles) >= 2:
+            self._set_azimuth(angles[0], angles[1:], AZIMUTH_OFFSET)
+            x = self.to_frame(x)
         kinds, discrete = [], []
         low = np.zeros(len(self.columns))
         high = np.ones(len(self.columns))
@@ -225,7 +318,7 @@ class ColumnTransform(nn.Module):
         self._index()
         if self._discrete:
             x = self.dequantize(x, rng or np.random.default_rng(0))
-        self.check(x)
+        self._check_framed(x)
         y = self._to_real_line(torch.as_tensor(x))[0].numpy()
         mean, std = weighted_mean_std(y, weights)
         self.mean.copy_(torch.as_tensor(mean))
@@ -241,8 +334,11 @@ class ColumnTransform(nn.Module):
 
     def check(self, x: np.ndarray) -> None:
         """Refuse values outside a column's domain (log: x > LO, 0 unless shifted;
-        logit: LO < x < HI)."""
-        x = np.asarray(x)
+        logit: LO < x < HI; a relative angle is checked in the azimuthal frame, where
+        any value is in range)."""
+        self._check_framed(self.to_frame(x) if self.azimuth_ is not None else np.asarray(x))
+
+    def _check_framed(self, x: np.ndarray) -> None:
         for j in self._log:
             lo = float(self.low[j])
             bad = np.flatnonzero(~(x[:, j] > lo))
@@ -264,6 +360,7 @@ class ColumnTransform(nn.Module):
     # ------------------------------------------------------------------ the bijection
 
     def _to_real_line(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # x in the azimuthal frame (unit Jacobian: nothing to add to log|det|)
         y = x.clone()
         logdet = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
         if self._log:
@@ -281,7 +378,7 @@ class ColumnTransform(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Physical (dequantized) values → model space ``z`` and ``log|det dz/dx|`` per event."""
-        y, logdet = self._to_real_line(x)
+        y, logdet = self._to_real_line(self._to_frame(x))
         mean, std = self.mean.to(x.dtype), self.std.to(x.dtype)
         z = (y - mean) / std
         return z, logdet - torch.log(std).sum()
@@ -297,7 +394,7 @@ class ColumnTransform(nn.Module):
             x[:, self._logit] = lo + width * torch.sigmoid(x[:, self._logit])
         if self._discrete:
             x[:, self._discrete] = torch.floor(x[:, self._discrete])
-        return x
+        return self._from_frame(x)
 
     # ------------------------------------------------------------------ saving
 
@@ -307,13 +404,19 @@ class ColumnTransform(nn.Module):
             "columns": list(self.columns),
             "kinds": list(self.kinds_),
             "discrete": list(self.discrete_),
+            "azimuth": None if self.azimuth_ is None else dict(self.azimuth_),
         }
 
     @classmethod
     def from_config(cls, config: Mapping) -> ColumnTransform:
-        """An unfitted transform with the saved kinds; load its buffers from the state."""
+        """An unfitted transform with the saved kinds; load its buffers from the state.
+
+        A description without ``azimuth`` (written before the azimuthal frame existed)
+        rebuilds a transform of absolute angles, as it was fitted."""
         try:
-            return cls(config["columns"], config["kinds"], config["discrete"])
+            return cls(
+                config["columns"], config["kinds"], config["discrete"], config.get("azimuth")
+            )
         except (KeyError, TypeError):
             raise SimkitError("transform description is incomplete or damaged") from None
 
@@ -326,5 +429,7 @@ class ColumnTransform(nn.Module):
                 kind = f"logit({float(self.low[j]):g},{float(self.high[j]):g})"
             elif kind == "log" and float(self.low[j]) != 0.0:
                 kind = f"log(x{-float(self.low[j]):+g})"
+            if self.azimuth_ is not None and name in self.azimuth_["relative"]:
+                kind += f" of {name} − {self.azimuth_['reference']} − π (mod 2π)"
             out[name] = kind + (" dequantized" if self.discrete_[j] else "")
         return out
