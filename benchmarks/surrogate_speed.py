@@ -21,6 +21,12 @@ Two phases, each resumable from the work folder (``-o``); without ``--phase`` bo
     python benchmarks/surrogate_speed.py --phase fit -o runs/bench-surrogates
     python benchmarks/surrogate_speed.py --phase time -o runs/bench-surrogates
 
+    # issue 17, the GAN on five seeds and the flow, on the existing sample (results in
+    # benchmarks/results/cpu-2026-12-03/gan_recipe_v2.json):
+    python benchmarks/surrogate_speed.py --phase fit --fit-threads 1 --quiet \
+        --sim runs/bench-surrogates-17/qcd.h5 --flow-hidden 128 --gan-seeds 1 2 3 4 5 \
+        -o runs/bench-surrogates-17-gan-v2
+
 Results in ``-o``/results.json and printed as the BENCHMARKS.md tables.
 """
 
@@ -76,14 +82,18 @@ def machine() -> dict:
 
 
 def fit_phase(args, sizes: dict, out: Path, results: dict) -> None:
-    sim = out / "qcd.h5"
-    if not sim.exists():
+    sim = args.sim or out / "qcd.h5"
+    if args.sim is not None:
+        if not sim.exists():
+            raise SystemExit(f"--sim {sim}: no such file")
+        results["simulation"] = {"file": str(sim)}
+    elif not sim.exists():
         print(f"Pythia QCD dijets: {sizes['events']} events on {args.jobs} worker(s) ...")
         t0 = time.perf_counter()
         generate("qcd-dijet", sizes["events"], args.seed, jobs=args.jobs, output=sim)
         results["simulation"] = {"events": sizes["events"], "seconds": time.perf_counter() - t0}
     models = [(f"flow-{h}", "flow", {"hidden": h}) for h in args.flow_hidden]
-    models += [(f"gan-seed{s}", "gan", {"seed": s}) for s in args.gan_seeds]
+    models += [(f"gan-seed{s}", "gan", {"seed": s, **args.gan_settings}) for s in args.gan_seeds]
     for name, kind, options in models:
         if name in results.get("fits", {}):
             continue
@@ -103,8 +113,12 @@ def fit_phase(args, sizes: dict, out: Path, results: dict) -> None:
         )
         keys = ("two_sample_auc", "two_sample_auc_low", "two_sample_auc_high", "auc_null_sigma")
         keys += ("events_train", "events_test", "epochs", "best_epoch", "train_seconds")
+        keys += ("stopped_early", "best_val_loss")
         entry = {"kind": kind, **options, **{k: metrics.get(k) for k in keys}}
         entry["test_nll"] = metrics.get("test_nll")
+        saved = json.loads((out / name / "config.json").read_text())["config"]
+        entry["params"] = saved["params"]  # the model's settings, defaults included
+        entry["azimuth"] = saved["transform"].get("azimuth")
         results.setdefault("fits", {})[name] = entry
         write_json(out / "results.json", results)
         print(json.dumps(entry), flush=True)
@@ -296,6 +310,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chain-events", type=int, help="Pythia events of the timed chain")
     parser.add_argument("--flow-hidden", type=int, nargs="*", default=[128])
     parser.add_argument("--gan-seeds", type=int, nargs="*", default=[1])
+    parser.add_argument(
+        "--gan-settings",
+        type=json.loads,
+        default={},
+        help="GAN settings other than the defaults, as JSON (e.g. '{\"n_critic\": 2}')",
+    )
+    parser.add_argument(
+        "--sim", type=Path, help="fit this event file instead of simulating -o/qcd.h5"
+    )
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="Pythia workers")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--seed", type=int, default=1)
@@ -316,6 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     results.update({"mode": "quick" if args.quick else "full", "sizes": sizes})
     if args.phase in (None, "fit"):
         results["fit_machine"] = machine()
+        results["fit_command"] = " ".join([Path(sys.executable).name, *sys.argv])
         threads = torch.get_num_threads()
         torch.set_num_threads(args.fit_threads or threads)
         fit_phase(args, sizes, out, results)

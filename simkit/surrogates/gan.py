@@ -1,4 +1,4 @@
-"""A conditional Wasserstein GAN surrogate with gradient penalty and a mass MMD term.
+"""A conditional Wasserstein GAN surrogate with gradient penalty and an MMD term on peaks.
 
 Recipe, and why:
 
@@ -17,12 +17,16 @@ Recipe, and why:
   exponential moving average of the generator's weights (``ema = 0.99``, with a short
   memory over the first steps), which damps the generator's oscillation around the
   target that simultaneous gradient play leaves.
-- **MMD on the mass columns** (``mjj``, ``m_j1``, ``m_j2``, ``delta_mj``): narrow
-  peaks are where a critic's smooth gradient is slowest to pull the generator; a
-  kernel two-sample term (maximum mean discrepancy with Gaussian kernels of several
-  widths, Gretton et al. 2012, JMLR 13:723; used for resonance masses in "How to GAN
-  LHC events", Butter, Plehn, Winterhalder 2019, arXiv:1907.03764) compares the mass
-  distributions directly.
+- **MMD on the mass columns** (``mjj``, ``m_j1``, ``m_j2``, ``delta_mj``) **and the
+  relative azimuths** (``phi_j2`` as δφ = wrap(φ₂ − φ₁ − π), when the transform models
+  it in the azimuthal frame): narrow peaks are where a critic's smooth gradient is
+  slowest to pull the generator; a kernel two-sample term (maximum mean discrepancy
+  with Gaussian kernels of several widths, Gretton et al. 2012, JMLR 13:723; used for
+  resonance masses in "How to GAN LHC events", Butter, Plehn, Winterhalder 2019,
+  arXiv:1907.03764) compares those distributions directly. The back-to-back peak of a
+  dijet's δφ is such a peak, with long tails (three-jet events): with the masses alone
+  the generated |δφ| had twice the median of the simulation's (0.077 against 0.043
+  rad) and no tail (1 % quantile 0.33 against 0.55 rad).
 - **Conditioning**: generator and critic both see the standardized context; fake
   events take the contexts of the real batch, and both expectations carry the real
   events' weights, so the target is the weighted joint distribution.
@@ -136,7 +140,8 @@ class GANSurrogate(Surrogate):
     the two-timescale rule of Heusel et al. 2017, arXiv:1706.08500), ``ema`` (decay of
     the generator's weight average that makes the events; None: the raw generator),
     ``gp_weight`` (λ), ``mmd_weight`` and ``mmd_columns`` (``"auto"``:
-    :func:`mass_columns`; a list; or empty for none), ``betas`` (Adam). Defaults differ
+    :func:`mass_columns` and the relative azimuths of the azimuthal frame; a list; or
+    empty for none), ``betas`` (Adam). Defaults differ
     from the flow's: lr 3e-4, patience 15. Precision defaults to ``auto``
     (bf16 autocast on CUDA, fp32 on CPU). Other settings: see
     :class:`~simkit.surrogates.base.Surrogate`.
@@ -190,6 +195,8 @@ class GANSurrogate(Surrogate):
     def _mmd_index(self) -> list[int]:
         if self.mmd_columns == "auto":
             names = mass_columns(self.feature_columns_)
+            if self.transform_.azimuth_ is not None:
+                names += self.transform_.azimuth_["relative"]
         else:
             names = list(self.mmd_columns)
             unknown = [c for c in names if c not in self.feature_columns_]
