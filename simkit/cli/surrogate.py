@@ -94,6 +94,14 @@ def register(sub, common) -> None:
         "logit (0,1) or logit:LO:HI (repeatable; default: chosen from the data)",
     )
     fit.add_argument(
+        "--no-azimuth-frame",
+        dest="azimuth_frame",
+        action="store_false",
+        help="keep absolute azimuthal angles (default: the second jet's azimuth is modelled "
+        "relative to the first, wrap(phi2 - phi1 - pi), exact with unit Jacobian; keep "
+        "them absolute for a detector that breaks the azimuthal symmetry)",
+    )
+    fit.add_argument(
         "--layers",
         type=positive_int,
         help="flow: coupling layers (default 6); gan: hidden layers of each network (3)",

@@ -248,6 +248,13 @@ SECTIONS: tuple[Section, ...] = (
                 "bootstrap replicas of the fidelity AUC interval",
                 low=0,
             ),
+            Key(
+                "azimuth_frame",
+                bool,
+                True,
+                "model the second jet's azimuth relative to the first (exact; false: "
+                "absolute angles, for a detector that breaks the azimuthal symmetry)",
+            ),
         ],
         help="conditional surrogates fitted to the simulation at reco level",
         subsections=(

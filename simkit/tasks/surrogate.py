@@ -389,6 +389,7 @@ class FitConfig(Options):
     test_fraction: float = 0.2
     max_events: int | None = None
     transform: tuple[str, ...] = ()
+    azimuth_frame: bool = option(_MODEL["azimuth_frame"], flag="--no-azimuth-frame")
     layers: int | None = None
     hidden: int | None = None
     precision: str | None = option(None, choices=("fp32", "bf16", "auto"))
@@ -414,6 +415,7 @@ class FitConfig(Options):
             "epochs": self.epochs,
             "batch_size": self.batch_size,
             "transforms": parse_overrides(list(self.transform)),
+            "azimuth_frame": self.azimuth_frame,
             **architecture(self.kind, self.layers, self.hidden),
         }
         for name in ("lr", "patience", "precision"):

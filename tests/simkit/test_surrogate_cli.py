@@ -245,3 +245,23 @@ def test_bad_sample_input_is_one_line_and_leaves_no_file(fitted, tmp_path, capsy
         assert message in err and "\n" not in err, err
         assert not target.exists()
         assert not list(tmp_path.glob(".fast.h5.*"))
+
+
+def test_the_azimuthal_frame_can_be_turned_off(tmp_path):
+    """--no-azimuth-frame keeps absolute angles (a detector that breaks the φ symmetry);
+    the default models the second azimuth relative to the first."""
+    rng = np.random.default_rng(5)
+    n = 400
+    phi1 = rng.uniform(-np.pi, np.pi, n)
+    phi2 = np.angle(np.exp(1j * (phi1 + np.pi + rng.normal(0, 0.2, n))))
+    table = EventTable.from_columns(
+        {"phi_j1": phi1, "m_j1": rng.lognormal(4, 0.3, n), "phi_j2": phi2}
+    )
+    write_sample(tmp_path / "angles.h5", Sample(reco=table))
+    for flags, expected in (((), "phi_j1"), (("--no-azimuth-frame",), None)):
+        out = tmp_path / f"model{len(flags)}"
+        assert _fit(tmp_path / "angles.h5", out, *flags) == 0
+        config = json.loads((out / "config.json").read_text())["config"]
+        assert config["params"]["azimuth_frame"] is (expected is not None)
+        azimuth = config["transform"].get("azimuth")
+        assert (azimuth or {}).get("reference") == expected

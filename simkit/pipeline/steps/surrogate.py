@@ -24,6 +24,7 @@ def fit_config(ctx: RunContext, kind: str, seed: int):
         condition=sur["condition"],
         **{k: options[k] for k in ("epochs", "batch_size", "layers", "hidden", "patience")},
         bootstrap=sur["bootstrap"],
+        azimuth_frame=sur["azimuth_frame"],
         seed=seed,
         device=ctx.device,
         progress=not ctx.quiet,
