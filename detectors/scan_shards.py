@@ -101,13 +101,18 @@ class FixedTemplate:
         spec = None if self.weights is None else self.weights.rsplit(":", 1)[0]
         return [p for p in (self.path, spec) if p is not None]
 
-    def load(self) -> Callable[[SignalRegion], EventTable]:
-        """``template_for(window)``: the same table for every window."""
+    def table(self) -> EventTable:
+        """The template's reco events, its weights times the extra ones."""
         from simkit.io import read_sample, read_weights
 
         table = read_sample(self.path, levels=["reco"]).reco
         if self.weights:
             table = table.with_weights(table.weights * read_weights(self.weights, len(table)))
+        return table
+
+    def load(self) -> Callable[[SignalRegion], EventTable]:
+        """``template_for(window)``: the same table for every window."""
+        table = self.table()
         return lambda window: table
 
 

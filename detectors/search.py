@@ -209,7 +209,7 @@ class WindowResult:
         """
         import h5py
 
-        from simkit.io import COMPRESSION, atomic_path
+        from simkit.io import COMPRESSION, atomic_path, json_default
 
         record = {name: getattr(self, name) for name in _RECORD}
         record["cuts"] = [c.to_dict() for c in self.cuts]
@@ -240,7 +240,7 @@ class WindowResult:
             fh.attrs["format"] = WINDOW_FORMAT
             fh.attrs["format_version"] = np.int64(WINDOW_FORMAT_VERSION)
             for name, document in (("result", record), ("provenance", provenance or {})):
-                text = json.dumps(document, sort_keys=True, default=_plain)
+                text = json.dumps(document, sort_keys=True, default=json_default)
                 fh.create_dataset(name, data=text, dtype=h5py.string_dtype(), track_times=False)
             for name, values in arrays.items():
                 options = COMPRESSION if values.size >= 1024 else {}
@@ -329,15 +329,6 @@ _RECORD = (
 _ARRAYS = ("data_rank", "data_mjj", "data_labels")
 _TUPLES = ("roc", "window_scores", "window_features")
 _BUMPS = ("bump_before", "bump_after")
-
-
-def _plain(value):
-    """numpy values as plain JSON (a window's result file)."""
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"not JSON-serializable: {type(value).__name__}")
 
 
 # --------------------------------------------------------------------------- pieces

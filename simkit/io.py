@@ -106,7 +106,8 @@ def make_provenance(generator: str, *, seed: int | None = None, **settings) -> d
     }
 
 
-def _json_default(value):
+def json_default(value):
+    """``json.dumps(..., default=json_default)``: numpy values and paths as plain JSON."""
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):
@@ -122,7 +123,7 @@ def write_json(path: str | os.PathLike, document: Mapping) -> Path:
     Non-finite floats are refused (JSON has no NaN): a metric that could not be
     computed should be ``None`` with a reason beside it.
     """
-    text = json.dumps(document, indent=2, sort_keys=False, default=_json_default, allow_nan=False)
+    text = json.dumps(document, indent=2, sort_keys=False, default=json_default, allow_nan=False)
     with atomic_path(path) as tmp:
         tmp.write_text(text + "\n")
     return Path(path)

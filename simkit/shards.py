@@ -667,6 +667,7 @@ class _Merger:
     def __init__(self, plan: ShardPlan, provenance: Mapping, finish) -> None:
         self.plan, self.provenance, self.finish = plan, dict(provenance), finish
         self.writer = None
+        self.first = None  # shard 0's FileInfo: what every shard must be shaped like
         self.infos: list = []  # of the shards appended, in order
         self.ready_shards: set[int] = set()
 

@@ -268,16 +268,6 @@ def _template_name(path: str) -> str:
     return str(info.provenance.get("settings", {}).get("template", Path(path).stem))
 
 
-def _read_template(inputs: SearchInputs):
-    from simkit.io import read_sample, read_weights
-
-    table = read_sample(inputs.template, levels=["reco"]).reco
-    if inputs.template_weights:
-        extra = read_weights(inputs.template_weights, len(table))
-        table = table.with_weights(table.weights * extra)
-    return table
-
-
 def search(
     config: SearchTaskConfig,
     inputs: SearchInputs,
@@ -296,6 +286,7 @@ def search(
     windows run as shards (:mod:`detectors.scan_shards`) into ``OUTPUT/scan.shards/``:
     in this process, in ``jobs`` processes or on a Dask scheduler, the same numbers
     whichever, and ``resume`` continues an interrupted scan."""
+    from detectors.scan_shards import FixedTemplate
     from detectors.search import search as search_windows
     from simkit.io import read_sample
 
@@ -315,7 +306,7 @@ def search(
         region = SignalRegion.parse(config.window, what="--window")
         result = search_windows(
             read_sample(inputs.data, levels=["reco"]).reco,
-            _read_template(inputs),
+            FixedTemplate(inputs.template, inputs.template_weights).table(),
             [region],
             config.search_config(),
             template_name=_template_name(inputs.template),
