@@ -92,7 +92,7 @@ def fit_phase(args, sizes: dict, out: Path, results: dict) -> None:
         t0 = time.perf_counter()
         generate("qcd-dijet", sizes["events"], args.seed, jobs=args.jobs, output=sim)
         results["simulation"] = {"events": sizes["events"], "seconds": time.perf_counter() - t0}
-    models = [(f"flow-{h}", "flow", {"hidden": h}) for h in args.flow_hidden]
+    models = [(f"flow-{h}", "flow", {"hidden": h, **args.flow_settings}) for h in args.flow_hidden]
     models += [(f"gan-seed{s}", "gan", {"seed": s, **args.gan_settings}) for s in args.gan_seeds]
     for name, kind, options in models:
         if name in results.get("fits", {}):
@@ -315,6 +315,13 @@ def main(argv: list[str] | None = None) -> int:
         type=json.loads,
         default={},
         help="GAN settings other than the defaults, as JSON (e.g. '{\"n_critic\": 2}')",
+    )
+    parser.add_argument(
+        "--flow-settings",
+        type=json.loads,
+        default={},
+        help="flow settings other than the defaults and the width, as JSON (e.g. "
+        "'{\"n_layers\": 4}')",
     )
     parser.add_argument(
         "--sim", type=Path, help="fit this event file instead of simulating -o/qcd.h5"

@@ -247,6 +247,43 @@ def test_bad_sample_input_is_one_line_and_leaves_no_file(fitted, tmp_path, capsy
         assert not list(tmp_path.glob(".fast.h5.*"))
 
 
+def test_sample_writes_in_order_beside_generation_and_a_failed_write_leaves_nothing(
+    fitted, tmp_path, monkeypatch
+):
+    """Chunks are written in a second thread while the next one is generated: the file
+    holds the in-memory sample row for row, and a write that fails ends the command with
+    its error and no file, also when it fails while a later chunk is being generated."""
+    from simkit.io import SampleWriter
+    from simkit.surrogates import contexts_in_range, load_surrogate
+    from simkit.tasks.surrogate import sample_surrogate
+
+    _, out = fitted
+    target = tmp_path / "events.h5"
+    timing = sample_surrogate(
+        out, target, 2500, condition_range=[(2500, 3000)], seed=3, chunk_size=700
+    )
+    model = load_surrogate(out, device="cpu")
+    expected = model.sample(2500, contexts_in_range([(2500, 3000)]), seed=3, chunk_size=700)
+    np.testing.assert_array_equal(read_sample(target).reco.features, expected.features)
+    assert timing["seconds"] >= timing["generate_seconds"] > 0 and timing["write_seconds"] > 0
+
+    calls = []
+    original = SampleWriter.append
+
+    def fail_second(self, sample):
+        calls.append(len(sample))
+        if len(calls) == 2:
+            raise OSError("disk full")
+        return original(self, sample)
+
+    monkeypatch.setattr(SampleWriter, "append", fail_second)
+    broken = tmp_path / "broken.h5"
+    with pytest.raises(OSError, match="disk full"):
+        sample_surrogate(out, broken, 2500, condition_range=[(2500, 3000)], chunk_size=700)
+    assert len(calls) == 2  # no chunk written after the failure
+    assert not broken.exists() and not list(tmp_path.glob(".broken.h5.*"))
+
+
 def test_the_azimuthal_frame_can_be_turned_off(tmp_path):
     """--no-azimuth-frame keeps absolute angles (a detector that breaks the φ symmetry);
     the default models the second azimuth relative to the first."""

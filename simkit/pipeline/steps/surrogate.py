@@ -67,7 +67,7 @@ def _fit_and_sample(
             stem = Path(name).stem
             summary[f"{stem}_events"] = events
             summary[f"{stem}_events_per_second"] = rate["events_per_second"]
-            summary[f"{stem}_seconds"] = rate["generate_seconds"] + rate["write_seconds"]
+            summary[f"{stem}_seconds"] = rate["seconds"]
     summary["device"] = str(resolve_device(ctx.device))
     summary["threads"] = threads
     return summary
