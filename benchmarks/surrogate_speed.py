@@ -8,6 +8,9 @@ Two phases, each resumable from the work folder (``-o``); without ``--phase`` bo
     is the default architecture) and GANs (one per ``--gan-seeds`` seed) to its 16
     reco-level columns, unconditional (``simkit surrogate fit``'s task: 20 % of the
     events held out for the two-sample classifier AUC, the fidelity figure).
+``race`` (``--models DIR ...``)
+    saved models timed in turn, ``--rounds`` times, in memory and into a gzip file: the
+    comparable measure on a machine whose speed drifts (results in ``-o``/race.json).
 ``time``
     every rate, in one process, one after the other on the same machine: the Pythia chain
     (two workers end to end into a file, and one process stage by stage); each flow
@@ -20,6 +23,8 @@ Two phases, each resumable from the work folder (``-o``); without ``--phase`` bo
     python benchmarks/surrogate_speed.py --quick -o /tmp/surr-quick       # smoke run
     python benchmarks/surrogate_speed.py --phase fit -o runs/bench-surrogates
     python benchmarks/surrogate_speed.py --phase time -o runs/bench-surrogates
+    python benchmarks/surrogate_speed.py --phase race --rounds 3 -o runs/race \
+        --models runs/bench-surrogates/flow-128 runs/bench-surrogates/gan-seed1
 
     # issue 17, the GAN on five seeds and the flow, on the existing sample (results in
     # benchmarks/results/cpu-2026-12-03/gan_recipe_v2.json):
@@ -245,6 +250,31 @@ def time_phase(args, sizes: dict, out: Path, results: dict) -> None:
     results["timing"] = timing
 
 
+def race_phase(args, sizes: dict, out: Path) -> dict:
+    """Saved models (``--models``) timed in turn, ``--rounds`` times: the VM's speed drifts
+    by tens of percent over an hour, so rates compare only within one interleaved run."""
+    n = sizes["sample_events"]
+    folders = [Path(m) for m in args.models]
+    for folder in folders:
+        load_surrogate(folder, device="cpu")  # a bad folder fails before any timing
+    race: dict = {"machine_start": machine(), "events": n, "rounds": args.rounds, "models": {}}
+    for r in range(args.rounds):
+        for folder in folders:
+            load = os.getloadavg()[0]
+            memory = in_memory(folder, n, "default", args.seed)
+            gzip = to_file(folder, out / "race-gzip.h5", n, "gzip", args.seed)
+            row = {"round": r, "load_before": load, "memory": memory, "file_gzip": gzip}
+            race["models"].setdefault(str(folder), []).append(row)
+            print(
+                f"round {r} {folder}: {memory:,.0f} events/s in memory, "
+                f"{gzip['events_per_second']:,.0f} into a gzip file (load {load:.2f})",
+                flush=True,
+            )
+    race["machine_end"] = machine()
+    race["command"] = " ".join([Path(sys.executable).name, *sys.argv])
+    return race
+
+
 # --------------------------------------------------------------------------- report
 
 
@@ -301,7 +331,13 @@ def markdown(results: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
-    parser.add_argument("--phase", choices=("fit", "time"), help="one phase (default: both)")
+    parser.add_argument(
+        "--phase",
+        choices=("fit", "time", "race"),
+        help="one phase (default: fit and time); race: --models timed in turn",
+    )
+    parser.add_argument("--models", nargs="+", default=[], help="race: saved model folders")
+    parser.add_argument("--rounds", type=int, default=3, help="race: rounds over --models")
     parser.add_argument("--events", type=int, help="Pythia events to simulate and fit")
     parser.add_argument("--flow-epochs", type=int)
     parser.add_argument("--gan-epochs", type=int)
@@ -341,6 +377,13 @@ def main(argv: list[str] | None = None) -> int:
             sizes[key] = getattr(args, key)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
+    if args.phase == "race":
+        if not args.models:
+            parser.error("--phase race needs --models DIR [DIR ...]")
+        race = race_phase(args, sizes, out)
+        write_json(out / "race.json", race)
+        print(f"results in {out / 'race.json'}")
+        return 0
     saved = out / "results.json"
     results = json.loads(saved.read_text()) if saved.exists() else {}
     results.update({"mode": "quick" if args.quick else "full", "sizes": sizes})
