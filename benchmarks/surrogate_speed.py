@@ -264,10 +264,20 @@ def race_phase(args, sizes: dict, out: Path) -> dict:
             memory = in_memory(folder, n, "default", args.seed)
             gzip = to_file(folder, out / "race-gzip.h5", n, "gzip", args.seed)
             row = {"round": r, "load_before": load, "memory": memory, "file_gzip": gzip}
+            if args.normflows and load_surrogate(folder, device="cpu").kind == "flow":
+                row["normflows_memory"] = in_memory(
+                    folder, sizes["raw_events"], "normflows", args.seed
+                )
             race["models"].setdefault(str(folder), []).append(row)
             print(
                 f"round {r} {folder}: {memory:,.0f} events/s in memory, "
-                f"{gzip['events_per_second']:,.0f} into a gzip file (load {load:.2f})",
+                f"{gzip['events_per_second']:,.0f} into a gzip file"
+                + (
+                    f", normflows' path {row['normflows_memory']:,.0f} in memory"
+                    if "normflows_memory" in row
+                    else ""
+                )
+                + f" (load {load:.2f})",
                 flush=True,
             )
     race["machine_end"] = machine()
@@ -338,6 +348,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--models", nargs="+", default=[], help="race: saved model folders")
     parser.add_argument("--rounds", type=int, default=3, help="race: rounds over --models")
+    parser.add_argument(
+        "--normflows",
+        action="store_true",
+        help="race: also each flow through normflows' own evaluation (--raw-events events)",
+    )
     parser.add_argument("--events", type=int, help="Pythia events to simulate and fit")
     parser.add_argument("--flow-epochs", type=int)
     parser.add_argument("--gan-epochs", type=int)
