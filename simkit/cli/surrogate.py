@@ -69,7 +69,9 @@ def register(sub, common) -> None:
         help="per-event weights (e.g. unfold/weights.h5:omnifold/push; a 2-D dataset "
         "gives its last row), multiplied into the file's own weights",
     )
-    fit.add_argument("--epochs", type=positive_int, help="maximum epochs")
+    fit.add_argument(
+        "--epochs", type=positive_int, help="maximum epochs (default: flow 80, gan 50)"
+    )
     fit.add_argument("--batch-size", type=positive_int, help="events per step")
     fit.add_argument(
         "--lr", type=positive_float, help="learning rate (default: flow 1e-3, gan 3e-4)"
@@ -109,7 +111,7 @@ def register(sub, common) -> None:
     fit.add_argument(
         "--hidden",
         type=positive_int,
-        help="width of the hidden layers (default: flow 128, gan 256)",
+        help="width of the hidden layers (default: flow 64, gan 256)",
     )
     fit.add_argument(
         "--precision",

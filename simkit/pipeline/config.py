@@ -261,10 +261,10 @@ SECTIONS: tuple[Section, ...] = (
             Section(
                 "flow",
                 [
-                    Key("epochs", int, 50, "most training epochs", low=1),
+                    Key("epochs", int, 80, "most training epochs", low=1),
                     Key("batch_size", int, 256, "events per step", low=1),
                     Key("layers", int, 6, "coupling layers", low=1),
-                    Key("hidden", int, 128, "width of each coupling's network", low=1),
+                    Key("hidden", int, 64, "width of each coupling's network", low=1),
                     Key(
                         "patience",
                         int,

@@ -407,7 +407,7 @@ class FitConfig(Options):
     level: str = option("reco", choices=("reco", "gen"))
     columns: tuple[str, ...] | None = None
     condition: tuple[str, ...] = ()
-    epochs: int = _MODEL["epochs"]
+    epochs: int | None = None
     batch_size: int = _MODEL["batch_size"]
     lr: float | None = None
     patience: int | None = None
@@ -437,13 +437,12 @@ class FitConfig(Options):
         from simkit.surrogates.transforms import parse_overrides
 
         out: dict = {
-            "epochs": self.epochs,
             "batch_size": self.batch_size,
             "transforms": parse_overrides(list(self.transform)),
             "azimuth_frame": self.azimuth_frame,
             **architecture(self.kind, self.layers, self.hidden),
         }
-        for name in ("lr", "patience", "precision"):
+        for name in ("epochs", "lr", "patience", "precision"):
             if getattr(self, name) is not None:
                 out[name] = getattr(self, name)
         return out
