@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 
 import numpy as np
@@ -9,6 +10,15 @@ import pytest
 import torch
 
 from simkit.events import EventTable, Sample
+
+
+def pytest_configure(config):
+    """Under ``pytest -n N`` (pytest-xdist, what ``make test`` runs) each of the N worker
+    processes gets its share of the cores for torch's intra-op threads: N processes of
+    all-core thread pools on the same cores spin against each other."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0") or 0)
+    if workers > 1:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
 
 
 @pytest.fixture(autouse=True)
