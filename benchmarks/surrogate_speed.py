@@ -255,8 +255,8 @@ def race_phase(args, sizes: dict, out: Path) -> dict:
     by tens of percent over an hour, so rates compare only within one interleaved run."""
     n = sizes["sample_events"]
     folders = [Path(m) for m in args.models]
-    for folder in folders:
-        load_surrogate(folder, device="cpu")  # a bad folder fails before any timing
+    # each model's kind, read once: a bad folder fails before any timing
+    kinds = {folder: load_surrogate(folder, device="cpu").kind for folder in folders}
     race: dict = {"machine_start": machine(), "events": n, "rounds": args.rounds, "models": {}}
     for r in range(args.rounds):
         for folder in folders:
@@ -264,7 +264,7 @@ def race_phase(args, sizes: dict, out: Path) -> dict:
             memory = in_memory(folder, n, "default", args.seed)
             gzip = to_file(folder, out / "race-gzip.h5", n, "gzip", args.seed)
             row = {"round": r, "load_before": load, "memory": memory, "file_gzip": gzip}
-            if args.normflows and load_surrogate(folder, device="cpu").kind == "flow":
+            if args.normflows and kinds[folder] == "flow":
                 row["normflows_memory"] = in_memory(
                     folder, sizes["raw_events"], "normflows", args.seed
                 )

@@ -367,12 +367,12 @@ def sample_surrogate(
         wall = time.perf_counter() - start
         out.update_provenance(generate_seconds=clock["generate"], write_seconds=clock["write"])
     bar.close()
-    generate_s, write_s = clock["generate"], clock["write"]
+    generate_s = clock["generate"]
     return {
         "events": n_events,
         "seconds": wall,
         "generate_seconds": generate_s,
-        "write_seconds": write_s,
+        "write_seconds": clock["write"],
         "write_wait_seconds": clock["wait"],
         "events_per_second": n_events / wall if wall > 0 else None,
         "generate_events_per_second": n_events / generate_s if generate_s > 0 else None,
