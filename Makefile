@@ -23,7 +23,7 @@ $(PY):
 
 # torch first, from constraints.txt: the pinned CPU build (a plain `torch` would pull
 # several GB of CUDA packages); then the project with its extras.
-$(STAMP): $(PY) pyproject.toml constraints.txt
+$(STAMP): $(PY) pyproject.toml setup.py simkit/surrogates/_spline.c constraints.txt
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet -c constraints.txt torch
 	$(PIP) install --quiet -c constraints.txt -e '.[dev]'

@@ -58,6 +58,24 @@ EXP_SAFE = 80.0
 #: Rows per batch on a CPU: the spline's per-bin tensors of a batch (2 MB) stay in cache.
 BATCH_ROWS = 4096
 
+try:  # the compiled sampling direction (_spline.c), built at install time where it can be
+    from simkit.surrogates import _spline as _compiled
+except ImportError:  # no C compiler at install time: the torch path below
+    _compiled = None
+
+#: Largest bin count the compiled spline takes (its per-value scratch arrays).
+COMPILED_MAX_BINS = 64
+
+
+def compiled_spline_available() -> bool:
+    """Whether the compiled spline stage (``simkit/surrogates/_spline.c``) was built.
+
+    It is built by ``pip install`` where a C compiler is found; without it sampling
+    takes the torch path of this module, which gives the same numbers to float32
+    rounding, ~1.5× slower (BENCHMARKS.md, "A compiled spline stage").
+    """
+    return _compiled is not None
+
 
 class UnsupportedFlow(ValueError):
     """The flow has a layer :class:`FastSplineFlow` does not implement."""
@@ -227,6 +245,58 @@ def conditional_bins(
     if inverse:
         return SplineBins(other_low, other_size, low, high - low, d_low, d_high)
     return SplineBins(low, high - low, other_low, other_size, d_low, d_high)
+
+
+def _float32_rows(tensor: torch.Tensor, rows: int, columns: int, what: str) -> int:
+    """The address of ``tensor`` after checking that it is what the compiled code reads:
+    contiguous float32 on the CPU, ``rows`` × ``columns``."""
+    if (
+        tensor.dtype != torch.float32
+        or tensor.device.type != "cpu"
+        or not tensor.is_contiguous()
+        or tensor.numel() != rows * columns
+    ):
+        raise ValueError(
+            f"compiled spline: {what} must be contiguous float32 on the CPU with "
+            f"{rows} × {columns} values, got {tensor.dtype} {tuple(tensor.shape)} on {tensor.device}"
+        )
+    return tensor.data_ptr()
+
+
+def compiled_conditional_inverse(
+    values: torch.Tensor,
+    bin_logits: torch.Tensor,
+    derivative_logits: torch.Tensor,
+    *,
+    n_bins: int,
+    tail_bound: float,
+    min_bin_width: float,
+    min_bin_height: float,
+    min_derivative: float,
+    log_det: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """:func:`conditional_bins` and :func:`rq_transform` (``inverse=True``) in one
+    compiled loop per value: ``values`` (B, D), ``bin_logits`` (B, 2·D·K) and
+    ``derivative_logits`` (B, D·(K + 1)) laid out as in :func:`conditional_bins`."""
+    b, d = values.shape
+    k = n_bins
+    out = torch.empty_like(values)
+    ld = torch.empty_like(values) if log_det else None
+    _compiled.conditional_inverse(
+        _float32_rows(values, b, d, "values"),
+        _float32_rows(bin_logits, b, 2 * d * k, "bin logits"),
+        _float32_rows(derivative_logits, b, d * (k + 1), "derivative logits"),
+        out.data_ptr(),
+        0 if ld is None else ld.data_ptr(),
+        b,
+        d,
+        k,
+        tail_bound,
+        min_bin_width,
+        min_bin_height,
+        min_derivative,
+    )
+    return out, ld
 
 
 # --------------------------------------------------------------------------- layers
@@ -421,6 +491,9 @@ class FastSplineFlow:
         self.min_derivative = min_derivative
         self.base_loc = base_loc
         self.base_log_scale = base_log_scale
+        #: sample on a CPU through the compiled spline stage where it was built; set
+        #: False for the torch path (the same numbers to float32 rounding)
+        self.compiled = compiled_spline_available() and n_bins <= COMPILED_MAX_BINS
 
     @classmethod
     def from_normflows(cls, flow: nf.ConditionalNormalizingFlow) -> FastSplineFlow:
@@ -540,8 +613,51 @@ class FastSplineFlow:
 
     # ------------------------------------------------------------------ directions
 
+    def _compiled_splines(self, coupling: _Coupling, z: torch.Tensor, context, log_det: bool):
+        """One coupling's sampling direction through the compiled spline stage: the
+        conditioning half, the moved half and their log-dets (``None`` without)."""
+        b = z.shape[0]
+        fixed = z[:, coupling.identity].contiguous()
+        d = fixed.shape[1]
+        conditioner = torch.empty_like(fixed)
+        ld_free = torch.empty_like(fixed) if log_det else None
+        _compiled.shared_inverse(
+            _float32_rows(fixed, b, d, "values"),
+            _float32_rows(coupling.free_bins, 6, d * self.n_bins, "bin table"),
+            _float32_rows(coupling.free_knots_y, d, self.n_bins - 1, "knots"),
+            conditioner.data_ptr(),
+            0 if ld_free is None else ld_free.data_ptr(),
+            b,
+            d,
+            self.n_bins,
+            self.tail_bound,
+        )
+        bin_logits, slope_logits = self._network(coupling, conditioner, context)
+        moved, ld = compiled_conditional_inverse(
+            z[:, coupling.transform].contiguous(),
+            bin_logits,
+            slope_logits,
+            n_bins=self.n_bins,
+            tail_bound=self.tail_bound,
+            min_bin_width=self.min_bin_width,
+            min_bin_height=self.min_bin_height,
+            min_derivative=self.min_derivative,
+            log_det=log_det,
+        )
+        return conditioner, ld_free, moved, ld
+
     def _sample_batch(self, u: torch.Tensor, context, log_det: bool):
         z = u.float()
+        if self.compiled and z.device.type == "cpu":
+            total = torch.zeros(z.shape[0]) if log_det else None
+            for coupling in self.couplings:
+                conditioner, ld_free, moved, ld = self._compiled_splines(
+                    coupling, z, context, log_det
+                )
+                z = torch.cat((conditioner, moved), dim=1)[:, coupling.sample_order]
+                if log_det:
+                    total += ld_free.sum(1) + ld.sum(1)
+            return (z,) if total is None else (z, total)
         total = torch.zeros(z.shape[0], device=z.device) if log_det else None
         for coupling in self.couplings:
             # normflows' sampling direction of a coupling is its PiecewiseCoupling.inverse
