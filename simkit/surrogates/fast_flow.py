@@ -257,8 +257,8 @@ def _float32_rows(tensor: torch.Tensor, rows: int, columns: int, what: str) -> i
         or tensor.numel() != rows * columns
     ):
         raise ValueError(
-            f"compiled spline: {what} must be contiguous float32 on the CPU with "
-            f"{rows} × {columns} values, got {tensor.dtype} {tuple(tensor.shape)} on {tensor.device}"
+            f"compiled spline: {what} must be contiguous float32 on the CPU with {rows} × "
+            f"{columns} values, got {tensor.dtype} {tuple(tensor.shape)} on {tensor.device}"
         )
     return tensor.data_ptr()
 
