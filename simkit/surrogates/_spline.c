@@ -4,13 +4,16 @@
  *
  * The torch path of fast_flow.py evaluates the conditional spline in ~40 tensor
  * operations, each a pass over a batch's (rows x 2 x columns x bins) numbers; most of
- * its time goes to writing and re-reading those intermediate tensors. Here every value
- * is carried from its bin logits to its output in registers: the softmax of the width
- * and height logits, their cumulative sums, the bin search on the searched axis, the
- * derivatives at the bin's two knots and the root of the rational-quadratic equation
- * (Durkan et al. 2019, arXiv:1906.04032, eq. 6-8), with the same arithmetic as
- * fast_flow.conditional_bins and fast_flow.rq_transform. Numbers agree with the torch
- * path to float32 rounding (tests/simkit/test_fast_flow.py).
+ * its time goes to writing and re-reading those intermediate tensors. Here a chunk of
+ * rows small enough for the L1/L2 cache goes through three loops:
+ *   1. exp of every bin logit (vectorized: the softmax weights before normalization);
+ *   2. per value: the totals and cumulative sums, the bin search on the searched axis,
+ *      the bin's edges and sizes on both axes and its two derivative logits, into
+ *      arrays (one per quantity);
+ *   3. over those arrays (vectorized): the derivatives (softplus) and the root of the
+ *      rational-quadratic equation (Durkan et al. 2019, arXiv:1906.04032, eq. 6-8).
+ * The arithmetic is that of fast_flow.conditional_bins and fast_flow.rq_transform;
+ * numbers agree with the torch path to float32 rounding (tests/simkit/test_fast_flow.py).
  *
  * Built at install time as an optional extension (setup.py); without a C compiler
  * simkit keeps the torch path. The functions take raw addresses of contiguous float32
@@ -23,18 +26,21 @@
 #include <stdint.h>
 
 #define MAX_BINS 64
+/* Rows per chunk: a chunk's bin weights (rows x 2 x D x K floats) stay in L1/L2. */
+#define CHUNK_ROWS 32
+
 #if defined(__GNUC__)
 #define INLINE static inline __attribute__((always_inline))
 #else
 #define INLINE static inline
 #endif
-/* |logit| <= EXP_SAFE: exp without subtracting the maximum (fast_flow.EXP_SAFE). */
-#define EXP_SAFE 80.0f
+
+/* ------------------------------------------------------------------ elementary functions
+ * Branch-free, so that loops over arrays vectorize (SSE2 and up); float32 accuracy. */
 
 /* exp(x) for x in [-87.3, 88.7], relative error ~1e-7 (Cody-Waite range reduction and
- * the Cephes single-precision polynomial); branch-free, so that a loop over an array of
- * logits vectorizes (SSE2 and up). Below -87.3 it returns 0 (float32 underflows there),
- * above 88.7 exp(88.7): callers check the totals they form (bin_totals_ok). */
+ * the Cephes single-precision polynomial). Below -87.3 it returns 0 (float32 underflows
+ * there), above 88.7 exp(88.7): callers check the totals they form (bin_total_ok). */
 INLINE float exp_f32(float x) {
     const float log2e = 1.44269504088896341f;
     const float ln2_hi = 0.693359375f, ln2_lo = -2.12194440e-4f;
@@ -57,17 +63,48 @@ INLINE float exp_f32(float x) {
     return x < -87.3f ? 0.0f : y;
 }
 
-/* torch.nn.functional.softplus with its defaults (beta 1, threshold 20): log1p(exp(x)),
- * with log1p(e) = log(u) e / (u - 1), u = 1 + e (Goldberg 1991: within a few ulp; glibc's
- * log1pf took half of a first version's time). */
-INLINE float softplus_f32(float x) {
-    if (x > 20.0f) return x;
-    float e = expf(x);
-    float u = 1.0f + e;
-    return u == 1.0f ? e : logf(u) * (e / (u - 1.0f));
+/* log(x) for normal x > 0 (the Cephes single-precision polynomial on the mantissa in
+ * [sqrt(1/2), sqrt(2))); 0 gives -inf, a negative number or NaN gives NaN, +inf gives
+ * +inf. Subnormal x is not handled (the arguments here are >= ~1e-9). */
+INLINE float log_f32(float x) {
+    union { float f; int32_t i; } bits = {x};
+    float e = (float)(((bits.i >> 23) & 0xff) - 126);
+    bits.i = (bits.i & 0x007fffff) | 0x3f000000; /* mantissa in [0.5, 1) */
+    float m = bits.f;
+    int small = m < 0.707106781186547524f;
+    e = small ? e - 1.0f : e;
+    m = small ? m + m - 1.0f : m - 1.0f;
+    float z = m * m;
+    float y = 7.0376836292e-2f;
+    y = y * m - 1.1514610310e-1f;
+    y = y * m + 1.1676998740e-1f;
+    y = y * m - 1.2420140846e-1f;
+    y = y * m + 1.4249322787e-1f;
+    y = y * m - 1.6668057665e-1f;
+    y = y * m + 2.0000714765e-1f;
+    y = y * m - 2.4999993993e-1f;
+    y = y * m + 3.3333331174e-1f;
+    y = y * m * z;
+    y += -2.12194440e-4f * e;
+    y += -0.5f * z;
+    float r = m + y + 0.693359375f * e;
+    r = x > 0.0f ? r : (x == 0.0f ? -INFINITY : NAN);
+    r = x == INFINITY ? x : r;
+    return x != x ? x : r;
 }
 
-/* exp of n logits, vectorized: the bin weights before normalization. */
+/* torch.nn.functional.softplus with its defaults (beta 1, threshold 20): log1p(exp(x)),
+ * with log1p(e) = log(u) e / (u - 1), u = 1 + e (Goldberg 1991, within a few ulp). */
+INLINE float softplus_f32(float x) {
+    float e = exp_f32(x);
+    float u = 1.0f + e;
+    float log1p = u == 1.0f ? e : log_f32(u) * (e / (u - 1.0f));
+    return x > 20.0f ? x : log1p;
+}
+
+/* ------------------------------------------------------------------ the three loops */
+
+/* 1. exp of n logits: the bin weights before normalization. */
 static void exp_array(const float *restrict logits, float *restrict weights, Py_ssize_t n) {
     for (Py_ssize_t i = 0; i < n; i++) weights[i] = exp_f32(logits[i]);
 }
@@ -77,45 +114,26 @@ static void exp_array(const float *restrict logits, float *restrict weights, Py_
  * exp(logit - max), as fast_flow.conditional_bins takes torch.softmax beyond EXP_SAFE. */
 INLINE int bin_total_ok(float total) { return total >= 1e-30f && total <= 1e30f; }
 
-/* exp(logit - max logit) of one value's k bins. */
+/* exp(logit - max logit) of one value's k bins; a NaN logit makes them NaN. */
 static void shifted_weights(const float *logits, float *weights, int k) {
     float hi = logits[0];
     for (int m = 1; m < k; m++) hi = logits[m] > hi || logits[m] != logits[m] ? logits[m] : hi;
     for (int m = 0; m < k; m++) weights[m] = exp_f32(logits[m] - hi);
 }
 
-/* The inverse rational-quadratic map of v in a bin (x_low, x_size) -> (y_low, y_size)
- * with derivatives d_lo, d_hi at its knots; identity outside [-tail, tail]. Writes
- * log|dx/dy| to *ld when ld is not NULL. fast_flow.rq_transform(inverse=True). */
-INLINE void rq_inverse(float v, float x_low, float x_size, float y_low, float y_size,
-                              float d_lo, float d_hi, float tail, float *out, float *ld) {
-    int inside = (v >= -tail) && (v <= tail);
-    float vc = v < -tail ? -tail : (v > tail ? tail : v);
-    float delta = y_size / x_size;
-    float slope_sum = d_lo + d_hi - 2.0f * delta;
-    float dy = vc - y_low;
-    float a = dy * slope_sum + y_size * (delta - d_lo);
-    float b = y_size * d_lo - dy * slope_sum;
-    float c = -delta * dy;
-    float theta = (2.0f * c) / (-b - sqrtf(b * b - 4.0f * a * c));
-    *out = inside ? theta * x_size + x_low : v;
-    if (ld) {
-        float t1mt = theta * (1.0f - theta);
-        float omt = 1.0f - theta;
-        float numerator =
-            delta * delta * (d_hi * theta * theta + 2.0f * delta * t1mt + d_lo * omt * omt);
-        float value = logf(numerator) - 2.0f * logf(delta + slope_sum * t1mt);
-        *ld = inside ? -value : 0.0f;
-    }
-}
+/* The bins of a chunk's values, one array per quantity (struct of arrays). */
+typedef struct {
+    float *x_low, *x_size, *y_low, *y_size, *d_lo, *d_hi;
+} Bins;
 
-/* One value of a conditional spline's inverse: `ww`, `hw` its K width and height bin
- * weights (exp of the logits; recomputed from `wl`, `hl` with the maximum subtracted when
- * their total is out of range), `dl` the K + 1 derivative logits (outer ones pinned by the
- * caller). The inverse searches the height (y) axis. */
-INLINE void conditional_inverse(float v, float *ww, float *hw, const float *wl, const float *hl,
-                                const float *dl, int k, float tail, float min_w, float min_h,
-                                float min_d, float *out, float *ld) {
+/* 2. One value of a conditional spline: `ww`, `hw` its K width and height bin weights
+ * (recomputed from the logits `wl`, `hl` with the maximum subtracted when their total
+ * is out of range), `dl` its K + 1 derivative logits (outer ones pinned by the caller).
+ * The inverse searches the height (y) axis. Writes the bin into slot q of `bins`, with
+ * the derivative *logits* (loop 3 applies the softplus). */
+INLINE void conditional_bin(float v, float *ww, float *hw, const float *wl, const float *hl,
+                            const float *dl, int k, float tail, float min_w, float min_h,
+                            const Bins *bins, Py_ssize_t q) {
     float two_t = 2.0f * tail;
     float w_total = 0.0f, h_total = 0.0f;
     for (int m = 0; m < k; m++) {
@@ -152,16 +170,77 @@ INLINE void conditional_inverse(float v, float *ww, float *hw, const float *wl, 
     float w_scale = (1.0f - min_w * k) * two_t / w_total;
     float below = 0.0f;
     for (int m = 0; m < bin; m++) below += ww[m];
-    float fraction = ww[bin];
-    float x_low = below * w_scale + ((float)bin * (min_w * two_t) - tail);
-    float x_size = fraction * w_scale + min_w * two_t;
-    float d_lo = min_d + softplus_f32(dl[bin]);
-    float d_hi = min_d + softplus_f32(dl[bin + 1]);
-    rq_inverse(v, x_low, x_size, y_low, y_high - y_low, d_lo, d_hi, tail, out, ld);
+    bins->x_low[q] = below * w_scale + ((float)bin * (min_w * two_t) - tail);
+    bins->x_size[q] = ww[bin] * w_scale + min_w * two_t;
+    bins->y_low[q] = y_low;
+    bins->y_size[q] = y_high - y_low;
+    bins->d_lo[q] = dl[bin];
+    bins->d_hi[q] = dl[bin + 1];
 }
 
-/* Rows per chunk: the chunk's bin weights (rows x 2 x D x K floats) stay in L1/L2. */
-#define CHUNK_ROWS 32
+/* 3. The inverse rational-quadratic map of value q in its bin, identity outside
+ * [-tail, tail]; log|dx/dy| into *ld when `with_log_det`. fast_flow.rq_transform with
+ * inverse=True. */
+INLINE void rq_inverse(const float *restrict values, const Bins *bins, Py_ssize_t q,
+                       float tail, float *restrict out, float *restrict ld, int with_log_det) {
+    float v = values[q];
+    float x_low = bins->x_low[q], x_size = bins->x_size[q];
+    float y_low = bins->y_low[q], y_size = bins->y_size[q];
+    float d_lo = bins->d_lo[q], d_hi = bins->d_hi[q];
+    int inside = (v >= -tail) & (v <= tail);
+    float vc = v < -tail ? -tail : v;
+    vc = vc > tail ? tail : vc;
+    float delta = y_size / x_size;
+    float slope_sum = d_lo + d_hi - 2.0f * delta;
+    float dy = vc - y_low;
+    float a = dy * slope_sum + y_size * (delta - d_lo);
+    float b = y_size * d_lo - dy * slope_sum;
+    float c = -delta * dy;
+    float theta = (2.0f * c) / (-b - sqrtf(b * b - 4.0f * a * c));
+    out[q] = inside ? theta * x_size + x_low : v;
+    if (with_log_det) {
+        float t1mt = theta * (1.0f - theta);
+        float omt = 1.0f - theta;
+        float numerator =
+            delta * delta * (d_hi * theta * theta + 2.0f * delta * t1mt + d_lo * omt * omt);
+        float value = log_f32(numerator) - 2.0f * log_f32(delta + slope_sum * t1mt);
+        ld[q] = inside ? -value : 0.0f;
+    }
+}
+
+/* Loop 3 over n values (two loops, so that each vectorizes without a branch). */
+static void rq_inverse_array(const float *restrict values, const Bins *bins, Py_ssize_t n,
+                             float tail, float *restrict out, float *restrict ld) {
+    if (ld)
+        for (Py_ssize_t q = 0; q < n; q++) rq_inverse(values, bins, q, tail, out, ld, 1);
+    else
+        for (Py_ssize_t q = 0; q < n; q++) rq_inverse(values, bins, q, tail, out, NULL, 0);
+}
+
+/* min_derivative + softplus(logit), in place over n derivative logits. */
+static void derivatives(float *restrict d, Py_ssize_t n, float min_d) {
+    for (Py_ssize_t q = 0; q < n; q++) d[q] = min_d + softplus_f32(d[q]);
+}
+
+/* Scratch arrays of one call: the bins of a chunk of values, and its bin weights. */
+typedef struct {
+    Bins bins;
+    float *weights;
+    float *memory;
+} Scratch;
+
+static int scratch_new(Scratch *s, Py_ssize_t values, Py_ssize_t weights) {
+    s->memory = PyMem_RawMalloc(sizeof(float) * (6 * values + weights + 1));
+    if (!s->memory) return 0;
+    float *at = s->memory;
+    float **slots[6] = {&s->bins.x_low, &s->bins.x_size, &s->bins.y_low,
+                        &s->bins.y_size, &s->bins.d_lo, &s->bins.d_hi};
+    for (int i = 0; i < 6; i++, at += values) *slots[i] = at;
+    s->weights = at;
+    return 1;
+}
+
+/* ------------------------------------------------------------------ the two splines */
 
 typedef struct {
     const float *values, *bin_logits, *derivative_logits;
@@ -172,31 +251,35 @@ typedef struct {
 } ConditionalArgs;
 
 /* One specialization per bin count keeps the bin loops' trip count a constant. */
-INLINE void conditional_rows(const ConditionalArgs *a, int k, float *weights) {
+INLINE void conditional_rows(const ConditionalArgs *a, int k, const Scratch *s) {
     const Py_ssize_t d = a->columns;
     const Py_ssize_t per_row = 2 * d * k;
     for (Py_ssize_t first = 0; first < a->rows; first += CHUNK_ROWS) {
         Py_ssize_t last = first + CHUNK_ROWS < a->rows ? first + CHUNK_ROWS : a->rows;
-        exp_array(a->bin_logits + first * per_row, weights, (last - first) * per_row);
+        exp_array(a->bin_logits + first * per_row, s->weights, (last - first) * per_row);
         for (Py_ssize_t i = first; i < last; i++) {
             const float *row_bins = a->bin_logits + i * per_row;
-            float *row_weights = weights + (i - first) * per_row;
+            float *row_weights = s->weights + (i - first) * per_row;
             const float *row_slopes = a->derivative_logits + i * d * (k + 1);
-            for (Py_ssize_t j = 0; j < d; j++) {
-                Py_ssize_t at = i * d + j;
-                conditional_inverse(a->values[at], row_weights + j * k,
-                                    row_weights + (d + j) * k, row_bins + j * k,
-                                    row_bins + (d + j) * k, row_slopes + j * (k + 1), k,
-                                    a->tail, a->min_w, a->min_h, a->min_d, a->out + at,
-                                    a->log_det ? a->log_det + at : NULL);
-            }
+            for (Py_ssize_t j = 0; j < d; j++)
+                conditional_bin(a->values[i * d + j], row_weights + j * k,
+                                row_weights + (d + j) * k, row_bins + j * k,
+                                row_bins + (d + j) * k, row_slopes + j * (k + 1), k, a->tail,
+                                a->min_w, a->min_h, &s->bins, (i - first) * d + j);
         }
+        Py_ssize_t n = (last - first) * d;
+        derivatives(s->bins.d_lo, n, a->min_d);
+        derivatives(s->bins.d_hi, n, a->min_d);
+        rq_inverse_array(a->values + first * d, &s->bins, n, a->tail, a->out + first * d,
+                         a->log_det ? a->log_det + first * d : NULL);
     }
 }
 
-static void conditional_rows_8(const ConditionalArgs *a, float *w) { conditional_rows(a, 8, w); }
-static void conditional_rows_any(const ConditionalArgs *a, float *w) {
-    conditional_rows(a, a->bins, w);
+static void conditional_rows_8(const ConditionalArgs *a, const Scratch *s) {
+    conditional_rows(a, 8, s);
+}
+static void conditional_rows_any(const ConditionalArgs *a, const Scratch *s) {
+    conditional_rows(a, a->bins, s);
 }
 
 static int address(PyObject *obj, void **ptr) {
@@ -206,7 +289,13 @@ static int address(PyObject *obj, void **ptr) {
     return 1;
 }
 
-static PyObject *conditional_inverse_py(PyObject *self, PyObject *args) {
+static int check_bins(int k) {
+    if (k >= 2 && k <= MAX_BINS) return 1;
+    PyErr_Format(PyExc_ValueError, "bins must be in [2, %d], got %d", MAX_BINS, k);
+    return 0;
+}
+
+static PyObject *conditional_inverse_py(PyObject *Py_UNUSED(self), PyObject *args) {
     ConditionalArgs a;
     void *values, *bin_logits, *slopes, *out, *log_det;
     PyObject *o_values, *o_bins, *o_slopes, *o_out, *o_log_det;
@@ -217,31 +306,29 @@ static PyObject *conditional_inverse_py(PyObject *self, PyObject *args) {
     if (!address(o_values, &values) || !address(o_bins, &bin_logits) ||
         !address(o_slopes, &slopes) || !address(o_out, &out) || !address(o_log_det, &log_det))
         return NULL;
-    if (a.bins < 2 || a.bins > MAX_BINS) {
-        PyErr_Format(PyExc_ValueError, "bins must be in [2, %d], got %d", MAX_BINS, a.bins);
-        return NULL;
-    }
+    if (!check_bins(a.bins)) return NULL;
     a.values = values;
     a.bin_logits = bin_logits;
     a.derivative_logits = slopes;
     a.out = out;
     a.log_det = log_det;
-    float *weights = PyMem_RawMalloc(sizeof(float) * CHUNK_ROWS * 2 * a.columns * a.bins);
-    if (!weights) return PyErr_NoMemory();
+    Scratch s;
+    if (!scratch_new(&s, CHUNK_ROWS * a.columns, CHUNK_ROWS * 2 * a.columns * a.bins))
+        return PyErr_NoMemory();
     Py_BEGIN_ALLOW_THREADS
     if (a.bins == 8)
-        conditional_rows_8(&a, weights);
+        conditional_rows_8(&a, &s);
     else
-        conditional_rows_any(&a, weights);
+        conditional_rows_any(&a, &s);
     Py_END_ALLOW_THREADS
-    PyMem_RawFree(weights);
+    PyMem_RawFree(s.memory);
     Py_RETURN_NONE;
 }
 
 /* A spline whose knots every row shares (the unconditional spline of a coupling's
  * conditioning half): `table` (6, D*K) the bins' x_low, x_size, y_low, y_size, d_low,
  * d_high; `knots` (D, K - 1) the interior knots of the y axis. */
-static PyObject *shared_inverse_py(PyObject *self, PyObject *args) {
+static PyObject *shared_inverse_py(PyObject *Py_UNUSED(self), PyObject *args) {
     void *values_p, *table_p, *knots_p, *out_p, *log_det_p;
     PyObject *o_values, *o_table, *o_knots, *o_out, *o_log_det;
     Py_ssize_t rows, d;
@@ -253,27 +340,34 @@ static PyObject *shared_inverse_py(PyObject *self, PyObject *args) {
     if (!address(o_values, &values_p) || !address(o_table, &table_p) ||
         !address(o_knots, &knots_p) || !address(o_out, &out_p) || !address(o_log_det, &log_det_p))
         return NULL;
-    if (k < 2 || k > MAX_BINS) {
-        PyErr_Format(PyExc_ValueError, "bins must be in [2, %d], got %d", MAX_BINS, k);
-        return NULL;
-    }
+    if (!check_bins(k)) return NULL;
     const float *values = values_p, *table = table_p, *knots = knots_p;
     float *out = out_p, *log_det = log_det_p;
     const Py_ssize_t n = d * k;
+    Scratch s;
+    if (!scratch_new(&s, CHUNK_ROWS * d, 0)) return PyErr_NoMemory();
     Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t i = 0; i < rows; i++) {
-        for (Py_ssize_t j = 0; j < d; j++) {
-            Py_ssize_t at = i * d + j;
-            float v = values[at];
-            int bin = 0;
-            for (int m = 0; m < k - 1; m++) bin += v >= knots[j * (k - 1) + m];
-            Py_ssize_t c = j * k + bin;
-            rq_inverse(v, table[c], table[n + c], table[2 * n + c], table[3 * n + c],
-                       table[4 * n + c], table[5 * n + c], tail, out + at,
-                       log_det ? log_det + at : NULL);
+    for (Py_ssize_t first = 0; first < rows; first += CHUNK_ROWS) {
+        Py_ssize_t last = first + CHUNK_ROWS < rows ? first + CHUNK_ROWS : rows;
+        for (Py_ssize_t i = first; i < last; i++) {
+            for (Py_ssize_t j = 0; j < d; j++) {
+                float v = values[i * d + j];
+                int bin = 0;
+                for (int m = 0; m < k - 1; m++) bin += v >= knots[j * (k - 1) + m];
+                Py_ssize_t c = j * k + bin, q = (i - first) * d + j;
+                s.bins.x_low[q] = table[c];
+                s.bins.x_size[q] = table[n + c];
+                s.bins.y_low[q] = table[2 * n + c];
+                s.bins.y_size[q] = table[3 * n + c];
+                s.bins.d_lo[q] = table[4 * n + c];
+                s.bins.d_hi[q] = table[5 * n + c];
+            }
         }
+        rq_inverse_array(values + first * d, &s.bins, (last - first) * d, tail, out + first * d,
+                         log_det ? log_det + first * d : NULL);
     }
     Py_END_ALLOW_THREADS
+    PyMem_RawFree(s.memory);
     Py_RETURN_NONE;
 }
 
@@ -292,7 +386,7 @@ static PyMethodDef methods[] = {
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "_spline",
     "Compiled sampling direction of simkit's spline couplings (see fast_flow.py).", -1,
-    methods,
+    methods, NULL, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC PyInit__spline(void) { return PyModule_Create(&module); }
