@@ -13,7 +13,11 @@ from setuptools import Extension, setup
 # -fno-math-errno / -fno-trapping-math let the exp loop vectorize; no -ffast-math: the
 # kernel keeps IEEE NaN and infinity semantics (a NaN logit gives a NaN event, which
 # sampling reports, as on the torch path).
-FLAGS = [] if sys.platform == "win32" else ["-O3", "-fno-math-errno", "-fno-trapping-math"]
+FLAGS = (
+    []
+    if sys.platform == "win32"
+    else ["-O3", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off"]
+)
 
 setup(
     ext_modules=[

@@ -105,7 +105,7 @@ INLINE float softplus_f32(float x) {
 /* ------------------------------------------------------------------ the three loops */
 
 /* 1. exp of n logits: the bin weights before normalization. */
-static void exp_array(const float *restrict logits, float *restrict weights, Py_ssize_t n) {
+INLINE void exp_array(const float *restrict logits, float *restrict weights, Py_ssize_t n) {
     for (Py_ssize_t i = 0; i < n; i++) weights[i] = exp_f32(logits[i]);
 }
 
@@ -150,30 +150,31 @@ INLINE void conditional_bin(float v, float *ww, float *hw, const float *wl, cons
         h_total = 0.0f;
         for (int m = 0; m < k; m++) h_total += hw[m];
     }
-    /* searched axis: interior knots (m * min_h * 2t - t) + cumsum[m - 1] * scale, the bin
-     * the number of interior knots at or below v (normflows' searchsorted) */
+    /* searched axis: knots (m * min_h * 2t - t) + cumsum[m - 1] * scale, the ends exact;
+     * the bin is the number of interior knots at or below v (normflows' searchsorted),
+     * counted without branches */
     float h_scale = (1.0f - min_h * k) * two_t / h_total;
     float h_step = min_h * two_t;
-    int bin = 0;
-    float cum = 0.0f, y_low = -tail, y_high = tail;
+    float knots[MAX_BINS + 1], below[MAX_BINS];
+    float cum = 0.0f, w_cum = 0.0f;
+    knots[0] = -tail;
     for (int m = 1; m < k; m++) {
         cum += hw[m - 1];
-        float knot = ((float)m * h_step - tail) + cum * h_scale;
-        if (v >= knot) {
-            bin = m;
-            y_low = knot;
-        } else if (m == bin + 1) {
-            y_high = knot;
-        }
+        knots[m] = ((float)m * h_step - tail) + cum * h_scale;
     }
+    knots[k] = tail;
+    int bin = 0;
+    for (int m = 1; m < k; m++) bin += v >= knots[m];
     /* the other axis: only the bin's own edge and size */
+    for (int m = 0; m < k; m++) {
+        below[m] = w_cum;
+        w_cum += ww[m];
+    }
     float w_scale = (1.0f - min_w * k) * two_t / w_total;
-    float below = 0.0f;
-    for (int m = 0; m < bin; m++) below += ww[m];
-    bins->x_low[q] = below * w_scale + ((float)bin * (min_w * two_t) - tail);
+    bins->x_low[q] = below[bin] * w_scale + ((float)bin * (min_w * two_t) - tail);
     bins->x_size[q] = ww[bin] * w_scale + min_w * two_t;
-    bins->y_low[q] = y_low;
-    bins->y_size[q] = y_high - y_low;
+    bins->y_low[q] = knots[bin];
+    bins->y_size[q] = knots[bin + 1] - knots[bin];
     bins->d_lo[q] = dl[bin];
     bins->d_hi[q] = dl[bin + 1];
 }
@@ -209,7 +210,7 @@ INLINE void rq_inverse(const float *restrict values, const Bins *bins, Py_ssize_
 }
 
 /* Loop 3 over n values (two loops, so that each vectorizes without a branch). */
-static void rq_inverse_array(const float *restrict values, const Bins *bins, Py_ssize_t n,
+INLINE void rq_inverse_array(const float *restrict values, const Bins *bins, Py_ssize_t n,
                              float tail, float *restrict out, float *restrict ld) {
     if (ld)
         for (Py_ssize_t q = 0; q < n; q++) rq_inverse(values, bins, q, tail, out, ld, 1);
@@ -218,7 +219,7 @@ static void rq_inverse_array(const float *restrict values, const Bins *bins, Py_
 }
 
 /* min_derivative + softplus(logit), in place over n derivative logits. */
-static void derivatives(float *restrict d, Py_ssize_t n, float min_d) {
+INLINE void derivatives(float *restrict d, Py_ssize_t n, float min_d) {
     for (Py_ssize_t q = 0; q < n; q++) d[q] = min_d + softplus_f32(d[q]);
 }
 
@@ -275,12 +276,27 @@ INLINE void conditional_rows(const ConditionalArgs *a, int k, const Scratch *s) 
     }
 }
 
-static void conditional_rows_8(const ConditionalArgs *a, const Scratch *s) {
-    conditional_rows(a, 8, s);
+/* One build for any x86-64 and one for AVX2 + FMA, chosen when the module loads. */
+static void conditional_rows_default(const ConditionalArgs *a, const Scratch *s) {
+    if (a->bins == 8)
+        conditional_rows(a, 8, s);
+    else
+        conditional_rows(a, a->bins, s);
 }
-static void conditional_rows_any(const ConditionalArgs *a, const Scratch *s) {
-    conditional_rows(a, a->bins, s);
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define HAVE_AVX2_BUILD 1
+__attribute__((target("avx2,fma"))) static void conditional_rows_avx2(const ConditionalArgs *a,
+                                                                     const Scratch *s) {
+    if (a->bins == 8)
+        conditional_rows(a, 8, s);
+    else
+        conditional_rows(a, a->bins, s);
 }
+#endif
+
+static void (*conditional_rows_best)(const ConditionalArgs *, const Scratch *) =
+    conditional_rows_default;
 
 static int address(PyObject *obj, void **ptr) {
     unsigned long long value = PyLong_AsUnsignedLongLong(obj);
@@ -316,10 +332,7 @@ static PyObject *conditional_inverse_py(PyObject *Py_UNUSED(self), PyObject *arg
     if (!scratch_new(&s, CHUNK_ROWS * a.columns, CHUNK_ROWS * 2 * a.columns * a.bins))
         return PyErr_NoMemory();
     Py_BEGIN_ALLOW_THREADS
-    if (a.bins == 8)
-        conditional_rows_8(&a, &s);
-    else
-        conditional_rows_any(&a, &s);
+    conditional_rows_best(&a, &s);
     Py_END_ALLOW_THREADS
     PyMem_RawFree(s.memory);
     Py_RETURN_NONE;
@@ -389,4 +402,21 @@ static struct PyModuleDef module = {
     methods, NULL, NULL, NULL, NULL,
 };
 
-PyMODINIT_FUNC PyInit__spline(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__spline(void) {
+    PyObject *m = PyModule_Create(&module);
+    const char *isa = "x86-64";
+#ifdef HAVE_AVX2_BUILD
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+        conditional_rows_best = conditional_rows_avx2;
+        isa = "avx2+fma";
+    }
+#else
+    isa = "generic";
+#endif
+    if (m && PyModule_AddStringConstant(m, "instruction_set", isa) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
