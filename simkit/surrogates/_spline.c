@@ -223,80 +223,143 @@ INLINE void derivatives(float *restrict d, Py_ssize_t n, float min_d) {
     for (Py_ssize_t q = 0; q < n; q++) d[q] = min_d + softplus_f32(d[q]);
 }
 
-/* Scratch arrays of one call: the bins of a chunk of values, and its bin weights. */
+/* Scratch arrays of one call: a chunk's values, bins, outputs and log-dets (one array
+ * per quantity), and its bin weights. */
 typedef struct {
     Bins bins;
-    float *weights;
+    float *values, *out, *log_det, *weights;
     float *memory;
 } Scratch;
 
 static int scratch_new(Scratch *s, Py_ssize_t values, Py_ssize_t weights) {
-    s->memory = PyMem_RawMalloc(sizeof(float) * (6 * values + weights + 1));
+    s->memory = PyMem_RawMalloc(sizeof(float) * (9 * values + weights + 1));
     if (!s->memory) return 0;
     float *at = s->memory;
-    float **slots[6] = {&s->bins.x_low, &s->bins.x_size, &s->bins.y_low,
-                        &s->bins.y_size, &s->bins.d_lo, &s->bins.d_hi};
-    for (int i = 0; i < 6; i++, at += values) *slots[i] = at;
+    float **slots[9] = {&s->bins.x_low, &s->bins.x_size, &s->bins.y_low, &s->bins.y_size,
+                        &s->bins.d_lo,  &s->bins.d_hi,   &s->values,     &s->out,
+                        &s->log_det};
+    for (int i = 0; i < 9; i++, at += values) *slots[i] = at;
     s->weights = at;
     return 1;
 }
 
-/* ------------------------------------------------------------------ the two splines */
+/* ------------------------------------------------------------------ the two splines
+ *
+ * Both transform, in place, `columns` columns of a (rows x stride) float32 table `z`,
+ * those listed in `cols`: the flow keeps its events in one table, and a coupling reads
+ * and writes its halves where they are (fast_flow.FastSplineFlow._sample_compiled). */
 
 typedef struct {
-    const float *values, *bin_logits, *derivative_logits;
-    float *out, *log_det;
+    float *z;
+    Py_ssize_t stride;
+    const int32_t *cols;
     Py_ssize_t rows, columns;
     int bins;
     float tail, min_w, min_h, min_d;
-} ConditionalArgs;
+    const float *bin_logits, *derivative_logits; /* conditional: (rows, 2 D K), (rows, D (K + 1)) */
+    const float *table, *knots;                  /* shared: (6, D K), (D, K - 1) */
+    float *log_det;                              /* (rows,), added to; NULL to skip */
+} Args;
+
+/* The values of rows [first, last) into s->values. */
+INLINE void gather_chunk(const Args *a, Py_ssize_t first, Py_ssize_t last, const Scratch *s) {
+    const Py_ssize_t d = a->columns;
+    for (Py_ssize_t i = first; i < last; i++)
+        for (Py_ssize_t j = 0; j < d; j++)
+            s->values[(i - first) * d + j] = a->z[i * a->stride + a->cols[j]];
+}
+
+/* Loop 3 over the chunk, then its outputs (and log-dets, per row) back into the table. */
+INLINE void finish_chunk(const Args *a, Py_ssize_t first, Py_ssize_t last, const Scratch *s) {
+    const Py_ssize_t d = a->columns;
+    rq_inverse_array(s->values, &s->bins, (last - first) * d, a->tail, s->out,
+                     a->log_det ? s->log_det : NULL);
+    for (Py_ssize_t i = first; i < last; i++) {
+        const float *row = s->out + (i - first) * d;
+        for (Py_ssize_t j = 0; j < d; j++) a->z[i * a->stride + a->cols[j]] = row[j];
+        if (a->log_det) {
+            float sum = 0.0f;
+            for (Py_ssize_t j = 0; j < d; j++) sum += s->log_det[(i - first) * d + j];
+            a->log_det[i] += sum;
+        }
+    }
+}
 
 /* One specialization per bin count keeps the bin loops' trip count a constant. */
-INLINE void conditional_rows(const ConditionalArgs *a, int k, const Scratch *s) {
+INLINE void conditional_rows(const Args *a, int k, const Scratch *s) {
     const Py_ssize_t d = a->columns;
     const Py_ssize_t per_row = 2 * d * k;
     for (Py_ssize_t first = 0; first < a->rows; first += CHUNK_ROWS) {
         Py_ssize_t last = first + CHUNK_ROWS < a->rows ? first + CHUNK_ROWS : a->rows;
+        gather_chunk(a, first, last, s);
         exp_array(a->bin_logits + first * per_row, s->weights, (last - first) * per_row);
         for (Py_ssize_t i = first; i < last; i++) {
             const float *row_bins = a->bin_logits + i * per_row;
             float *row_weights = s->weights + (i - first) * per_row;
             const float *row_slopes = a->derivative_logits + i * d * (k + 1);
-            for (Py_ssize_t j = 0; j < d; j++)
-                conditional_bin(a->values[i * d + j], row_weights + j * k,
-                                row_weights + (d + j) * k, row_bins + j * k,
-                                row_bins + (d + j) * k, row_slopes + j * (k + 1), k, a->tail,
-                                a->min_w, a->min_h, &s->bins, (i - first) * d + j);
+            for (Py_ssize_t j = 0; j < d; j++) {
+                Py_ssize_t q = (i - first) * d + j;
+                conditional_bin(s->values[q], row_weights + j * k, row_weights + (d + j) * k,
+                                row_bins + j * k, row_bins + (d + j) * k,
+                                row_slopes + j * (k + 1), k, a->tail, a->min_w, a->min_h,
+                                &s->bins, q);
+            }
         }
         Py_ssize_t n = (last - first) * d;
         derivatives(s->bins.d_lo, n, a->min_d);
         derivatives(s->bins.d_hi, n, a->min_d);
-        rq_inverse_array(a->values + first * d, &s->bins, n, a->tail, a->out + first * d,
-                         a->log_det ? a->log_det + first * d : NULL);
+        finish_chunk(a, first, last, s);
+    }
+}
+
+/* The spline whose knots every row shares (the unconditional spline of a coupling's
+ * conditioning half): `table` (6, D K) the bins' x_low, x_size, y_low, y_size, d_low,
+ * d_high; `knots` (D, K - 1) the interior knots of the y axis. */
+INLINE void shared_rows(const Args *a, int k, const Scratch *s) {
+    const Py_ssize_t d = a->columns;
+    const Py_ssize_t n = d * k;
+    const float *table = a->table;
+    for (Py_ssize_t first = 0; first < a->rows; first += CHUNK_ROWS) {
+        Py_ssize_t last = first + CHUNK_ROWS < a->rows ? first + CHUNK_ROWS : a->rows;
+        gather_chunk(a, first, last, s);
+        for (Py_ssize_t q = 0; q < (last - first) * d; q++) {
+            Py_ssize_t j = q % d;
+            float v = s->values[q];
+            int bin = 0;
+            for (int m = 0; m < k - 1; m++) bin += v >= a->knots[j * (k - 1) + m];
+            Py_ssize_t c = j * k + bin;
+            s->bins.x_low[q] = table[c];
+            s->bins.x_size[q] = table[n + c];
+            s->bins.y_low[q] = table[2 * n + c];
+            s->bins.y_size[q] = table[3 * n + c];
+            s->bins.d_lo[q] = table[4 * n + c];
+            s->bins.d_hi[q] = table[5 * n + c];
+        }
+        finish_chunk(a, first, last, s);
     }
 }
 
 /* One build for any x86-64 and one for AVX2 + FMA, chosen when the module loads. */
-static void conditional_rows_default(const ConditionalArgs *a, const Scratch *s) {
-    if (a->bins == 8)
-        conditional_rows(a, 8, s);
-    else
-        conditional_rows(a, a->bins, s);
-}
+#define SPLINE_ROWS(name, attributes)                                                   \
+    attributes static void name(const Args *a, int conditional, const Scratch *s) {   \
+        if (conditional)                                                                \
+            if (a->bins == 8)                                                           \
+                conditional_rows(a, 8, s);                                              \
+            else                                                                        \
+                conditional_rows(a, a->bins, s);                                        \
+        else if (a->bins == 8)                                                          \
+            shared_rows(a, 8, s);                                                       \
+        else                                                                            \
+            shared_rows(a, a->bins, s);                                                 \
+    }
 
+SPLINE_ROWS(spline_rows_default, )
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define HAVE_AVX2_BUILD 1
-__attribute__((target("avx2,fma"))) static void conditional_rows_avx2(const ConditionalArgs *a,
-                                                                     const Scratch *s) {
-    if (a->bins == 8)
-        conditional_rows(a, 8, s);
-    else
-        conditional_rows(a, a->bins, s);
-}
+SPLINE_ROWS(spline_rows_avx2, __attribute__((target("avx2,fma"))))
 #endif
 
-static void (*conditional_rows_best)(const ConditionalArgs *, const Scratch *) =
-    conditional_rows_default;
+static void (*spline_rows)(const Args *, int, const Scratch *) = spline_rows_default;
 
 static int address(PyObject *obj, void **ptr) {
     unsigned long long value = PyLong_AsUnsignedLongLong(obj);
@@ -305,94 +368,66 @@ static int address(PyObject *obj, void **ptr) {
     return 1;
 }
 
-static int check_bins(int k) {
-    if (k >= 2 && k <= MAX_BINS) return 1;
-    PyErr_Format(PyExc_ValueError, "bins must be in [2, %d], got %d", MAX_BINS, k);
-    return 0;
+/* The two entry points share everything but their parameter arrays. */
+static PyObject *run(Args *a, int conditional, PyObject *o_z, PyObject *o_cols,
+                     PyObject *o_first, PyObject *o_second, PyObject *o_log_det) {
+    void *z, *cols, *first, *second, *log_det;
+    if (!address(o_z, &z) || !address(o_cols, &cols) || !address(o_first, &first) ||
+        !address(o_second, &second) || !address(o_log_det, &log_det))
+        return NULL;
+    if (a->bins < 2 || a->bins > MAX_BINS) {
+        PyErr_Format(PyExc_ValueError, "bins must be in [2, %d], got %d", MAX_BINS, a->bins);
+        return NULL;
+    }
+    a->z = z;
+    a->cols = cols;
+    a->log_det = log_det;
+    if (conditional) {
+        a->bin_logits = first;
+        a->derivative_logits = second;
+    } else {
+        a->table = first;
+        a->knots = second;
+    }
+    Scratch s;
+    Py_ssize_t chunk = CHUNK_ROWS * a->columns;
+    if (!scratch_new(&s, chunk, conditional ? 2 * chunk * a->bins : 0)) return PyErr_NoMemory();
+    Py_BEGIN_ALLOW_THREADS
+    spline_rows(a, conditional, &s);
+    Py_END_ALLOW_THREADS
+    PyMem_RawFree(s.memory);
+    Py_RETURN_NONE;
 }
 
 static PyObject *conditional_inverse_py(PyObject *Py_UNUSED(self), PyObject *args) {
-    ConditionalArgs a;
-    void *values, *bin_logits, *slopes, *out, *log_det;
-    PyObject *o_values, *o_bins, *o_slopes, *o_out, *o_log_det;
-    if (!PyArg_ParseTuple(args, "OOOOOnniffff", &o_values, &o_bins, &o_slopes, &o_out,
-                          &o_log_det, &a.rows, &a.columns, &a.bins, &a.tail, &a.min_w,
-                          &a.min_h, &a.min_d))
+    Args a = {0};
+    PyObject *o_z, *o_cols, *o_bins, *o_slopes, *o_log_det;
+    if (!PyArg_ParseTuple(args, "OnOnOOOniffff", &o_z, &a.stride, &o_cols, &a.columns, &o_bins,
+                          &o_slopes, &o_log_det, &a.rows, &a.bins, &a.tail, &a.min_w, &a.min_h,
+                          &a.min_d))
         return NULL;
-    if (!address(o_values, &values) || !address(o_bins, &bin_logits) ||
-        !address(o_slopes, &slopes) || !address(o_out, &out) || !address(o_log_det, &log_det))
-        return NULL;
-    if (!check_bins(a.bins)) return NULL;
-    a.values = values;
-    a.bin_logits = bin_logits;
-    a.derivative_logits = slopes;
-    a.out = out;
-    a.log_det = log_det;
-    Scratch s;
-    if (!scratch_new(&s, CHUNK_ROWS * a.columns, CHUNK_ROWS * 2 * a.columns * a.bins))
-        return PyErr_NoMemory();
-    Py_BEGIN_ALLOW_THREADS
-    conditional_rows_best(&a, &s);
-    Py_END_ALLOW_THREADS
-    PyMem_RawFree(s.memory);
-    Py_RETURN_NONE;
+    return run(&a, 1, o_z, o_cols, o_bins, o_slopes, o_log_det);
 }
 
-/* A spline whose knots every row shares (the unconditional spline of a coupling's
- * conditioning half): `table` (6, D*K) the bins' x_low, x_size, y_low, y_size, d_low,
- * d_high; `knots` (D, K - 1) the interior knots of the y axis. */
 static PyObject *shared_inverse_py(PyObject *Py_UNUSED(self), PyObject *args) {
-    void *values_p, *table_p, *knots_p, *out_p, *log_det_p;
-    PyObject *o_values, *o_table, *o_knots, *o_out, *o_log_det;
-    Py_ssize_t rows, d;
-    int k;
-    float tail;
-    if (!PyArg_ParseTuple(args, "OOOOOnnif", &o_values, &o_table, &o_knots, &o_out,
-                          &o_log_det, &rows, &d, &k, &tail))
+    Args a = {0};
+    PyObject *o_z, *o_cols, *o_table, *o_knots, *o_log_det;
+    if (!PyArg_ParseTuple(args, "OnOnOOOnif", &o_z, &a.stride, &o_cols, &a.columns, &o_table,
+                          &o_knots, &o_log_det, &a.rows, &a.bins, &a.tail))
         return NULL;
-    if (!address(o_values, &values_p) || !address(o_table, &table_p) ||
-        !address(o_knots, &knots_p) || !address(o_out, &out_p) || !address(o_log_det, &log_det_p))
-        return NULL;
-    if (!check_bins(k)) return NULL;
-    const float *values = values_p, *table = table_p, *knots = knots_p;
-    float *out = out_p, *log_det = log_det_p;
-    const Py_ssize_t n = d * k;
-    Scratch s;
-    if (!scratch_new(&s, CHUNK_ROWS * d, 0)) return PyErr_NoMemory();
-    Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t first = 0; first < rows; first += CHUNK_ROWS) {
-        Py_ssize_t last = first + CHUNK_ROWS < rows ? first + CHUNK_ROWS : rows;
-        for (Py_ssize_t i = first; i < last; i++) {
-            for (Py_ssize_t j = 0; j < d; j++) {
-                float v = values[i * d + j];
-                int bin = 0;
-                for (int m = 0; m < k - 1; m++) bin += v >= knots[j * (k - 1) + m];
-                Py_ssize_t c = j * k + bin, q = (i - first) * d + j;
-                s.bins.x_low[q] = table[c];
-                s.bins.x_size[q] = table[n + c];
-                s.bins.y_low[q] = table[2 * n + c];
-                s.bins.y_size[q] = table[3 * n + c];
-                s.bins.d_lo[q] = table[4 * n + c];
-                s.bins.d_hi[q] = table[5 * n + c];
-            }
-        }
-        rq_inverse_array(values + first * d, &s.bins, (last - first) * d, tail, out + first * d,
-                         log_det ? log_det + first * d : NULL);
-    }
-    Py_END_ALLOW_THREADS
-    PyMem_RawFree(s.memory);
-    Py_RETURN_NONE;
+    return run(&a, 0, o_z, o_cols, o_table, o_knots, o_log_det);
 }
 
 static PyMethodDef methods[] = {
     {"conditional_inverse", conditional_inverse_py, METH_VARARGS,
-     "conditional_inverse(values, bin_logits, derivative_logits, out, log_det, rows, "
-     "columns, bins, tail_bound, min_bin_width, min_bin_height, min_derivative): the "
-     "inverse of a conditional rational-quadratic spline, per value (addresses of "
-     "contiguous float32 arrays; log_det 0 to skip)."},
+     "conditional_inverse(z, stride, cols, columns, bin_logits, derivative_logits, log_det, "
+     "rows, bins, tail_bound, min_bin_width, min_bin_height, min_derivative): the inverse "
+     "of a conditional rational-quadratic spline, in place on the listed columns of z "
+     "(addresses of contiguous float32 arrays, cols int32; log_det (rows,) is added to, "
+     "0 to skip)."},
     {"shared_inverse", shared_inverse_py, METH_VARARGS,
-     "shared_inverse(values, table, knots, out, log_det, rows, columns, bins, "
-     "tail_bound): the inverse of a spline whose knots every row shares."},
+     "shared_inverse(z, stride, cols, columns, table, knots, log_det, rows, bins, "
+     "tail_bound): the same for a spline whose knots every row shares."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -408,7 +443,7 @@ PyMODINIT_FUNC PyInit__spline(void) {
 #ifdef HAVE_AVX2_BUILD
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-        conditional_rows_best = conditional_rows_avx2;
+        spline_rows = spline_rows_avx2;
         isa = "avx2+fma";
     }
 #else

@@ -263,42 +263,6 @@ def _float32_rows(tensor: torch.Tensor, rows: int, columns: int, what: str) -> i
     return tensor.data_ptr()
 
 
-def compiled_conditional_inverse(
-    values: torch.Tensor,
-    bin_logits: torch.Tensor,
-    derivative_logits: torch.Tensor,
-    *,
-    n_bins: int,
-    tail_bound: float,
-    min_bin_width: float,
-    min_bin_height: float,
-    min_derivative: float,
-    log_det: bool,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """:func:`conditional_bins` and :func:`rq_transform` (``inverse=True``) in one
-    compiled loop per value: ``values`` (B, D), ``bin_logits`` (B, 2·D·K) and
-    ``derivative_logits`` (B, D·(K + 1)) laid out as in :func:`conditional_bins`."""
-    b, d = values.shape
-    k = n_bins
-    out = torch.empty_like(values)
-    ld = torch.empty_like(values) if log_det else None
-    _compiled.conditional_inverse(
-        _float32_rows(values, b, d, "values"),
-        _float32_rows(bin_logits, b, 2 * d * k, "bin logits"),
-        _float32_rows(derivative_logits, b, d * (k + 1), "derivative logits"),
-        out.data_ptr(),
-        0 if ld is None else ld.data_ptr(),
-        b,
-        d,
-        k,
-        tail_bound,
-        min_bin_width,
-        min_bin_height,
-        min_derivative,
-    )
-    return out, ld
-
-
 # --------------------------------------------------------------------------- layers
 
 
@@ -320,6 +284,7 @@ class _Coupling:
     transform: torch.Tensor  # columns transformed by the conditional spline
     # cat(identity part, transformed part) → the layer's output, permutation included
     sample_order: torch.Tensor
+    permutation: torch.Tensor  # the Permute after it: output column c = coupling's perm[c]
     # the same for the density direction: the permutation undone first
     density_identity: torch.Tensor
     density_transform: torch.Tensor
@@ -435,6 +400,7 @@ def _coupling(layer, permute: nf.flows.Permute | None) -> tuple[_Coupling, int]:
         identity=identity,
         transform=transform,
         sample_order=position[perm],
+        permutation=perm,
         density_identity=inv[identity],
         density_transform=inv[transform],
         density_order=position,
@@ -573,6 +539,13 @@ class FastSplineFlow:
             hidden = torch.addmm(
                 coupling.b_in, torch.cat((conditioner, context), dim=1), coupling.w_in.t()
             )
+        return self._residual_blocks(coupling, hidden, context)
+
+    def _residual_blocks(
+        self, coupling: _Coupling, hidden: torch.Tensor, context: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The network after its first layer, from that layer's output ``hidden``."""
+        if context is not None:
             gates = torch.addmm(coupling.gate_b, context, coupling.gate_w.t()).sigmoid_()
         width = hidden.shape[1]
         for j, block in enumerate(coupling.blocks):
@@ -613,51 +586,67 @@ class FastSplineFlow:
 
     # ------------------------------------------------------------------ directions
 
-    def _compiled_splines(self, coupling: _Coupling, z: torch.Tensor, context, log_det: bool):
-        """One coupling's sampling direction through the compiled spline stage: the
-        conditioning half, the moved half and their log-dets (``None`` without)."""
-        b = z.shape[0]
-        fixed = z[:, coupling.identity].contiguous()
-        d = fixed.shape[1]
-        conditioner = torch.empty_like(fixed)
-        ld_free = torch.empty_like(fixed) if log_det else None
-        _compiled.shared_inverse(
-            _float32_rows(fixed, b, d, "values"),
-            _float32_rows(coupling.free_bins, 6, d * self.n_bins, "bin table"),
-            _float32_rows(coupling.free_knots_y, d, self.n_bins - 1, "knots"),
-            conditioner.data_ptr(),
-            0 if ld_free is None else ld_free.data_ptr(),
-            b,
-            d,
-            self.n_bins,
-            self.tail_bound,
-        )
-        bin_logits, slope_logits = self._network(coupling, conditioner, context)
-        moved, ld = compiled_conditional_inverse(
-            z[:, coupling.transform].contiguous(),
-            bin_logits,
-            slope_logits,
-            n_bins=self.n_bins,
-            tail_bound=self.tail_bound,
-            min_bin_width=self.min_bin_width,
-            min_bin_height=self.min_bin_height,
-            min_derivative=self.min_derivative,
-            log_det=log_det,
-        )
-        return conditioner, ld_free, moved, ld
+    def _compiled_plan(self) -> tuple[list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], torch.Tensor]:
+        """Where each coupling's halves sit in the event table of the compiled path.
+
+        That path keeps a batch's events in one (B, F + C) table, the context in its last
+        C columns, and transforms each coupling's halves in place; a permutation only
+        relabels columns. Per coupling: the table columns of its conditioning half and of
+        its transformed half (int32), and its network's first layer spread over the table's
+        columns (zero weight on the transformed half); and the table column of each
+        output column at the end."""
+        plan = getattr(self, "_plan", None)
+        if plan is not None:
+            return plan
+        f, c = self.n_features, self.n_context
+        where = torch.arange(f)  # the table column of each of the flow's columns now
+        layers = []
+        for coupling in self.couplings:
+            identity, transform = where[coupling.identity], where[coupling.transform]
+            w_in = coupling.w_in.new_zeros(coupling.w_in.shape[0], f + c)
+            w_in[:, identity] = coupling.w_in[:, : len(identity)]
+            w_in[:, f:] = coupling.w_in[:, len(identity) :]
+            layers.append((identity.int(), transform.int(), w_in))
+            where = where[coupling.permutation]
+        self._plan = (layers, where)
+        return self._plan
+
+    def _sample_compiled(self, u: torch.Tensor, context, log_det: bool):
+        """``_sample_batch`` through the compiled spline stage (``_spline.c``)."""
+        b, f = u.shape
+        k = self.n_bins
+        table = torch.empty(b, f + self.n_context)
+        table[:, :f] = u
+        if context is not None:
+            table[:, f:] = context
+        stride = table.shape[1]
+        total = torch.zeros(b) if log_det else None
+        total_at = 0 if total is None else total.data_ptr()
+        layers, order = self._compiled_plan()
+        for coupling, (identity, transform, w_in) in zip(self.couplings, layers, strict=True):
+            d_free, d = len(identity), len(transform)
+            _compiled.shared_inverse(
+                table.data_ptr(), stride, identity.data_ptr(), d_free,
+                _float32_rows(coupling.free_bins, 6, d_free * k, "bin table"),
+                _float32_rows(coupling.free_knots_y, d_free, k - 1, "knots"),
+                total_at, b, k, self.tail_bound,
+            )  # fmt: skip
+            hidden = torch.addmm(coupling.b_in, table, w_in.t())
+            bin_logits, slope_logits = self._residual_blocks(coupling, hidden, context)
+            _compiled.conditional_inverse(
+                table.data_ptr(), stride, transform.data_ptr(), d,
+                _float32_rows(bin_logits, b, 2 * d * k, "bin logits"),
+                _float32_rows(slope_logits, b, d * (k + 1), "derivative logits"),
+                total_at, b, k, self.tail_bound,
+                self.min_bin_width, self.min_bin_height, self.min_derivative,
+            )  # fmt: skip
+        z = table[:, order]
+        return (z,) if total is None else (z, total)
 
     def _sample_batch(self, u: torch.Tensor, context, log_det: bool):
         z = u.float()
         if self.compiled and z.device.type == "cpu":
-            total = torch.zeros(z.shape[0]) if log_det else None
-            for coupling in self.couplings:
-                conditioner, ld_free, moved, ld = self._compiled_splines(
-                    coupling, z, context, log_det
-                )
-                z = torch.cat((conditioner, moved), dim=1)[:, coupling.sample_order]
-                if log_det:
-                    total += ld_free.sum(1) + ld.sum(1)
-            return (z,) if total is None else (z, total)
+            return self._sample_compiled(z, context, log_det)
         total = torch.zeros(z.shape[0], device=z.device) if log_det else None
         for coupling in self.couplings:
             # normflows' sampling direction of a coupling is its PiecewiseCoupling.inverse
@@ -790,5 +779,5 @@ class FastSplineFlow:
             return value
 
         copy = object.__new__(FastSplineFlow)
-        copy.__dict__.update({k: move(v) for k, v in self.__dict__.items()})
+        copy.__dict__.update({k: move(v) for k, v in self.__dict__.items() if k != "_plan"})
         return copy
