@@ -586,7 +586,7 @@ class FastSplineFlow:
 
     # ------------------------------------------------------------------ directions
 
-    def _compiled_plan(self) -> tuple[list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], torch.Tensor]:
+    def _compiled_plan(self) -> tuple[list[tuple[torch.Tensor, ...]], torch.Tensor]:
         """Where each coupling's halves sit in the event table of the compiled path.
 
         That path keeps a batch's events in one (B, F + C) table, the context in its last
