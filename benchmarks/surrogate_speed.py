@@ -264,6 +264,9 @@ def race_phase(args, sizes: dict, out: Path) -> dict:
             memory = in_memory(folder, n, "default", args.seed)
             gzip = to_file(folder, out / "race-gzip.h5", n, "gzip", args.seed)
             row = {"round": r, "load_before": load, "memory": memory, "file_gzip": gzip}
+            if kinds[folder] == "flow":
+                # the fast path without its compiled spline stage: what it adds
+                row["torch_memory"] = in_memory(folder, n, "torch", args.seed)
             if args.normflows and kinds[folder] == "flow":
                 row["normflows_memory"] = in_memory(
                     folder, sizes["raw_events"], "normflows", args.seed
@@ -272,6 +275,11 @@ def race_phase(args, sizes: dict, out: Path) -> dict:
             print(
                 f"round {r} {folder}: {memory:,.0f} events/s in memory, "
                 f"{gzip['events_per_second']:,.0f} into a gzip file"
+                + (
+                    f", torch path {row['torch_memory']:,.0f} in memory"
+                    if "torch_memory" in row
+                    else ""
+                )
                 + (
                     f", normflows' path {row['normflows_memory']:,.0f} in memory"
                     if "normflows_memory" in row

@@ -387,6 +387,11 @@ class Surrogate(HyperParameters):
         z = self.context_transform_.forward(torch.as_tensor(values))[0]
         return z.to(device=device, dtype=torch.float32)
 
+    def sampling_path(self, device: str | None = None) -> str:
+        """How sampling evaluates the model on ``device`` (default: the model's), in
+        words: what ``simkit surrogate sample`` reports."""
+        return f"{self.kind} network on {resolve_device(device or self.device).type}"
+
     def iter_sample(
         self,
         n: int | None = None,

@@ -77,6 +77,12 @@ def compiled_spline_available() -> bool:
     return _compiled is not None
 
 
+def compiled_instruction_set() -> str | None:
+    """The build of the compiled stage in use (``avx2+fma`` or ``x86-64`` on x86-64,
+    ``generic`` elsewhere), chosen when it loads; ``None`` where it was not built."""
+    return None if _compiled is None else _compiled.instruction_set
+
+
 class UnsupportedFlow(ValueError):
     """The flow has a layer :class:`FastSplineFlow` does not implement."""
 

@@ -49,15 +49,22 @@ from torch import nn
 
 from simkit.errors import SimkitError
 from simkit.events import EventTable
-from simkit.nn import Objective
+from simkit.nn import Objective, resolve_device
 from simkit.surrogates.base import Surrogate
-from simkit.surrogates.fast_flow import FastSplineFlow, UnsupportedFlow
+from simkit.surrogates.fast_flow import (
+    FastSplineFlow,
+    UnsupportedFlow,
+    compiled_instruction_set,
+)
 
 PERMUTATIONS = ("shuffle", "lu", "none")
 
 #: ``sampler`` values: ``auto`` = the fast path on a CPU, normflows' own on CUDA (where
-#: the fast path is untested); ``fast`` = the fast path on any device; ``normflows``.
-SAMPLERS = ("auto", "fast", "normflows")
+#: the fast path is untested); ``fast`` = the fast path on any device; ``torch`` = the
+#: fast path without its compiled spline stage (``_spline.c``); ``normflows``. On a CPU
+#: the fast path samples through the compiled stage where it was built
+#: (:func:`~simkit.surrogates.fast_flow.compiled_spline_available`).
+SAMPLERS = ("auto", "fast", "torch", "normflows")
 
 #: Longest last dimension for which :func:`small_cumsum` replaces ``torch.cumsum``.
 SMALL_CUMSUM_MAX = 64
@@ -240,7 +247,8 @@ class FlowSurrogate(Surrogate):
             raise SimkitError(f"unknown sampler {self.sampler!r}; use {', '.join(SAMPLERS)}")
         if self.sampler == "normflows" or (self.sampler == "auto" and device.type != "cpu"):
             return None
-        key = (id(self.net_), str(device), tuple(p._version for p in self.net_.parameters()))
+        params = tuple(p._version for p in self.net_.parameters())
+        key = (id(self.net_), str(device), params, self.sampler)
         cached = getattr(self, "_fast_cache", None)
         if cached is not None and cached[0] == key:
             return cached[1]
@@ -248,8 +256,19 @@ class FlowSurrogate(Surrogate):
             fast = FastSplineFlow.from_normflows(self.net_).to(device)
         except UnsupportedFlow:
             fast = None
+        if fast is not None and self.sampler == "torch":
+            fast.compiled = False
         self._fast_cache = (key, fast)
         return fast
+
+    def sampling_path(self, device: str | None = None) -> str:
+        dev = resolve_device(device or self.device)
+        fast = self._fast_flow(dev)
+        if fast is None:
+            return f"normflows on {dev.type}"
+        if fast.compiled and dev.type == "cpu":
+            return f"fast path, compiled spline stage ({compiled_instruction_set()})"
+        return f"fast path (torch) on {dev.type}"
 
     def _generate(
         self, m: int, context: torch.Tensor | None, generator: torch.Generator

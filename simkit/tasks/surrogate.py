@@ -376,6 +376,7 @@ def sample_surrogate(
         "write_wait_seconds": clock["wait"],
         "events_per_second": n_events / wall if wall > 0 else None,
         "generate_events_per_second": n_events / generate_s if generate_s > 0 else None,
+        "sampler": model.sampling_path(),
         "output": str(output),
     }
 
@@ -542,7 +543,8 @@ class SampleResult:
             f"wrote {r['events']} events to {r['output']} in "
             f"{r['seconds']:.2f} s "
             f"({r['events_per_second']:,.0f} events/s; generating "
-            f"{r['generate_seconds']:.2f} s, writing {r['write_seconds']:.2f} s beside it)"
+            f"{r['generate_seconds']:.2f} s, writing {r['write_seconds']:.2f} s beside it; "
+            f"{r['sampler']})"
         )
 
 

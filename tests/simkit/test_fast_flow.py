@@ -1,6 +1,10 @@
 """The fast sampling path of the spline flow: the same function as normflows' evaluation,
 to float32 precision, in both directions; batches and threads change nothing.
 
+On a CPU the sampling direction runs through the compiled spline stage (``_spline.c``)
+where it was built, and through torch operations otherwise (or with ``compiled = False``);
+the tests below run both where both exist.
+
 "To float32 precision" is measured, not guessed: normflows' own float32 evaluation is
 compared with the same flow in float64, and the fast path must stay within a few times
 that rounding error of the float64 answer (a spline inverse amplifies rounding where its
@@ -14,8 +18,13 @@ import numpy as np
 import pytest
 import torch
 
-from simkit.surrogates import FlowSurrogate, load_surrogate
-from simkit.surrogates.fast_flow import EXP_SAFE, FastSplineFlow, UnsupportedFlow
+from simkit.surrogates import FlowSurrogate, fast_flow, load_surrogate
+from simkit.surrogates.fast_flow import (
+    EXP_SAFE,
+    FastSplineFlow,
+    UnsupportedFlow,
+    compiled_spline_available,
+)
 from simkit.surrogates.flow import build_spline_flow
 
 TINY = {"n_layers": 2, "hidden": 16, "n_blocks": 1, "batch_size": 256, "lr": 3e-3, "device": "cpu"}
@@ -38,19 +47,41 @@ def _assert_float32_equivalent(fast, normflows32, normflows64, what):
     assert ours <= 4 * own + 1e-6, f"{what}: fast error {ours:.3g}, normflows' own {own:.3g}"
 
 
+#: the two evaluations of the sampling direction on a CPU
+PATHS = [
+    pytest.param(
+        True,
+        id="compiled",
+        marks=pytest.mark.skipif(
+            not compiled_spline_available(), reason="the compiled spline stage is not built"
+        ),
+    ),
+    pytest.param(False, id="torch"),
+]
+
+
+def _fast(flow, compiled: bool) -> FastSplineFlow:
+    fast = FastSplineFlow.from_normflows(flow)
+    fast.compiled = compiled
+    return fast
+
+
 CASES = [
     pytest.param(16, 1, {"n_layers": 6, "hidden": 32}, id="16 columns, 1 condition"),
     pytest.param(5, 0, {"n_layers": 3, "hidden": 16}, id="odd columns, unconditional"),
     pytest.param(2, 3, {"n_layers": 4, "hidden": 8, "n_blocks": 1}, id="2 columns, 3 conditions"),
     pytest.param(4, 2, {"n_layers": 2, "hidden": 8, "permutation": "none"}, id="no permutation"),
+    pytest.param(6, 1, {"n_layers": 3, "hidden": 16, "n_bins": 5}, id="5 bins"),
+    pytest.param(6, 0, {"n_layers": 2, "hidden": 16, "n_bins": 16}, id="16 bins"),
 ]
 
 
+@pytest.mark.parametrize("compiled", PATHS)
 @pytest.mark.parametrize(("n_features", "n_context", "options"), CASES)
-def test_samples_and_densities_equal_normflows(n_features, n_context, options):
+def test_samples_and_densities_equal_normflows(n_features, n_context, options, compiled):
     flow = _random_flow(n_features, n_context, **options)
     flow64 = copy.deepcopy(flow).double()
-    fast = FastSplineFlow.from_normflows(flow)
+    fast = _fast(flow, compiled)
     n = 4000
     # 2.5σ noise: a few values beyond the tail bound after some layers, the linear tails
     u = 2.5 * torch.randn(n, n_features)
@@ -80,8 +111,9 @@ def test_fast_path_is_a_bijection_with_consistent_log_dets():
     torch.testing.assert_close(ld_inverse, -ld_forward, atol=2e-4, rtol=1e-4)
 
 
-def test_batches_and_threads_give_identical_events():
-    fast = FastSplineFlow.from_normflows(_random_flow(7, 1, n_layers=3, hidden=16))
+@pytest.mark.parametrize("compiled", PATHS)
+def test_batches_and_threads_give_identical_events(compiled):
+    fast = _fast(_random_flow(7, 1, n_layers=3, hidden=16), compiled)
     u, c = torch.randn(1000, 7), torch.randn(1000, 1)
     with torch.inference_mode():
         one = fast.forward(u, c, batch_size=128, threads=1)
@@ -93,18 +125,58 @@ def test_batches_and_threads_give_identical_events():
     assert torch.get_num_threads() >= 1  # restored
 
 
-def test_extreme_bin_logits_take_the_stable_softmax():
+@pytest.mark.parametrize("compiled", PATHS)
+def test_extreme_bin_logits_take_the_stable_softmax(compiled):
     flow = _random_flow(4, 1, n_layers=2, hidden=8)
     with torch.no_grad():  # width/height logits far beyond exp's safe range
         for layer in flow.flows[::2]:
             layer.prqct.transform_net.final_layer.bias.mul_(EXP_SAFE * 40)
     flow64 = copy.deepcopy(flow).double()
-    fast = FastSplineFlow.from_normflows(flow)
+    fast = _fast(flow, compiled)
     u, c = torch.randn(500, 4), torch.randn(500, 1)
     with torch.inference_mode():
         _assert_float32_equivalent(
             fast.forward(u, c), flow.forward(u, c), flow64.forward(u.double(), c.double()), "x"
         )
+
+
+@pytest.mark.skipif(not compiled_spline_available(), reason="compiled stage not built")
+def test_compiled_and_torch_paths_treat_non_finite_noise_alike():
+    fast = FastSplineFlow.from_normflows(_random_flow(6, 1, n_layers=4, hidden=16))
+    u, c = torch.randn(300, 6), torch.randn(300, 1)
+    u[7, 2], u[11, 0], u[19, 5] = float("nan"), float("inf"), -float("inf")
+    c[23, 0] = float("nan")
+    with torch.inference_mode():
+        compiled = fast.forward(u, c)
+        fast.compiled = False
+        reference = fast.forward(u, c)
+    bad = ~torch.isfinite(reference).all(dim=1)
+    assert bad.sum() >= 2  # the NaN noise and the NaN context at least
+    # the same events are non-finite (which columns may differ: the compiled path reads
+    # the whole table in each network's first layer, 0 × inf is NaN), the rest agree
+    torch.testing.assert_close(~torch.isfinite(compiled).all(dim=1), bad)
+    torch.testing.assert_close(compiled[~bad], reference[~bad], atol=1e-5, rtol=1e-5)
+
+
+def test_without_the_compiled_stage_sampling_takes_the_torch_path(monkeypatch):
+    flow = _random_flow(5, 1, n_layers=2, hidden=8)
+    u, c = torch.randn(200, 5), torch.randn(200, 1)
+    with torch.inference_mode():
+        expected = _fast(flow, False).forward(u, c)
+        monkeypatch.setattr(fast_flow, "_compiled", None)
+        fast = FastSplineFlow.from_normflows(flow)
+        assert not compiled_spline_available() and not fast.compiled
+        assert torch.equal(fast.forward(u, c), expected)
+
+
+@pytest.mark.skipif(not compiled_spline_available(), reason="compiled stage not built")
+def test_compiled_stage_checks_the_arrays_it_is_given():
+    with pytest.raises(ValueError, match="contiguous float32 on the CPU with 4 × 3"):
+        fast_flow._float32_rows(torch.zeros(4, 3, dtype=torch.float64), 4, 3, "values")
+    with pytest.raises(ValueError, match="bin logits"):
+        fast_flow._float32_rows(torch.zeros(3, 4).t(), 4, 3, "bin logits")
+    with pytest.raises(ValueError, match="bins must be in"):
+        fast_flow._compiled.shared_inverse(0, 1, 0, 1, 0, 0, 0, 0, 1, 4.0)
 
 
 @pytest.mark.parametrize(
@@ -144,6 +216,23 @@ def test_surrogate_samples_and_densities_match_normflows_path(fitted):
         fitted.sampler = "auto"
     np.testing.assert_allclose(fast.features, slow.features, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(fitted.log_prob(slow), lp_slow, rtol=1e-5, atol=1e-4)
+
+
+def test_sampler_torch_skips_the_compiled_stage_and_says_so(fitted):
+    context = np.linspace(2100, 3900, 500)[:, None]
+    try:
+        fitted.sampler = "torch"
+        assert fitted.sampling_path("cpu") == "fast path (torch) on cpu"
+        torch_path = fitted.sample(context=context, seed=4).features
+        fitted.sampler = "normflows"
+        assert fitted.sampling_path("cpu") == "normflows on cpu"
+    finally:
+        fitted.sampler = "auto"
+    if compiled_spline_available():
+        assert fitted.sampling_path("cpu").startswith("fast path, compiled spline stage (")
+    np.testing.assert_allclose(
+        fitted.sample(context=context, seed=4).features, torch_path, rtol=1e-4, atol=1e-4
+    )
 
 
 def test_sampler_is_a_runtime_setting(fitted, tmp_path):
