@@ -40,6 +40,7 @@ True
 from __future__ import annotations
 
 import math
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -429,6 +430,19 @@ def _coupling(layer, permute: nf.flows.Permute | None) -> tuple[_Coupling, int]:
 # --------------------------------------------------------------------------- the flow
 
 
+class _Scratch(threading.local):
+    """Per-thread buffers of the compiled sampling path, reused from batch to batch: a
+    fresh multi-MB tensor per layer costs its page faults again on every batch (the bias
+    copy into a fresh (4096, 128) output took as long as its matrix product)."""
+
+    def take(self, name: str, rows: int, columns: int) -> torch.Tensor:
+        """A contiguous (rows, columns) float32 buffer, its contents undefined."""
+        buffer = self.__dict__.get(name)
+        if buffer is None or buffer.shape[0] < rows or buffer.shape[1] != columns:
+            buffer = self.__dict__[name] = torch.empty(rows, columns)
+        return buffer[:rows]
+
+
 class FastSplineFlow:
     """Inference-only evaluation of a spline flow from :func:`build_spline_flow`.
 
@@ -466,6 +480,7 @@ class FastSplineFlow:
         #: sample on a CPU through the compiled spline stage where it was built; set
         #: False for the torch path (the same numbers to float32 rounding)
         self.compiled = compiled_spline_available() and n_bins <= COMPILED_MAX_BINS
+        self._scratch = _Scratch()
 
     @classmethod
     def from_normflows(cls, flow: nf.ConditionalNormalizingFlow) -> FastSplineFlow:
@@ -548,21 +563,34 @@ class FastSplineFlow:
         return self._residual_blocks(coupling, hidden, context)
 
     def _residual_blocks(
-        self, coupling: _Coupling, hidden: torch.Tensor, context: torch.Tensor | None
+        self,
+        coupling: _Coupling,
+        hidden: torch.Tensor,
+        context: torch.Tensor | None,
+        scratch: _Scratch | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The network after its first layer, from that layer's output ``hidden``."""
+        """The network after its first layer, from that layer's output ``hidden``; with
+        ``scratch``, its outputs and temporaries are the thread's reused buffers."""
+        b, width = hidden.shape
+        take = (lambda name, n: scratch.take(name, b, n)) if scratch else (lambda name, n: None)
         if context is not None:
             gates = torch.addmm(coupling.gate_b, context, coupling.gate_w.t()).sigmoid_()
-        width = hidden.shape[1]
         for j, block in enumerate(coupling.blocks):
-            t = torch.relu(hidden)
-            t = torch.addmm(block.b0, t, block.w0.t()).relu_()
-            t = torch.addmm(block.b1, t, block.w1.t())
+            t = torch.clamp_min(hidden, 0.0, out=take("relu", width))  # relu
+            t = torch.addmm(block.b0, t, block.w0.t(), out=take("inner", width)).relu_()
+            t = torch.addmm(block.b1, t, block.w1.t(), out=take("outer", width))
             if context is not None:
                 t *= gates[:, j * width : (j + 1) * width]
             hidden += t
-        bins = torch.addmm(coupling.b_bins, hidden, coupling.w_bins.t())
-        slopes = torch.addmm(coupling.b_slopes, hidden, coupling.w_slopes.t())
+        bins = torch.addmm(
+            coupling.b_bins, hidden, coupling.w_bins.t(), out=take("bins", len(coupling.b_bins))
+        )
+        slopes = torch.addmm(
+            coupling.b_slopes,
+            hidden,
+            coupling.w_slopes.t(),
+            out=take("slopes", len(coupling.b_slopes)),
+        )
         return bins, slopes
 
     def _conditional_spline(self, values: torch.Tensor, params, *, inverse: bool, log_det: bool):
@@ -621,7 +649,8 @@ class FastSplineFlow:
         """``_sample_batch`` through the compiled spline stage (``_spline.c``)."""
         b, f = u.shape
         k = self.n_bins
-        table = torch.empty(b, f + self.n_context)
+        scratch = self._scratch
+        table = scratch.take("table", b, f + self.n_context)
         table[:, :f] = u
         if context is not None:
             table[:, f:] = context
@@ -637,8 +666,10 @@ class FastSplineFlow:
                 _float32_rows(coupling.free_knots_y, d_free, k - 1, "knots"),
                 total_at, b, k, self.tail_bound,
             )  # fmt: skip
-            hidden = torch.addmm(coupling.b_in, table, w_in.t())
-            bin_logits, slope_logits = self._residual_blocks(coupling, hidden, context)
+            hidden = torch.addmm(
+                coupling.b_in, table, w_in.t(), out=scratch.take("hidden", b, len(coupling.b_in))
+            )
+            bin_logits, slope_logits = self._residual_blocks(coupling, hidden, context, scratch)
             _compiled.conditional_inverse(
                 table.data_ptr(), stride, transform.data_ptr(), d,
                 _float32_rows(bin_logits, b, 2 * d * k, "bin logits"),
@@ -785,5 +816,8 @@ class FastSplineFlow:
             return value
 
         copy = object.__new__(FastSplineFlow)
-        copy.__dict__.update({k: move(v) for k, v in self.__dict__.items() if k != "_plan"})
+        copy.__dict__.update(
+            {k: move(v) for k, v in self.__dict__.items() if k not in ("_plan", "_scratch")}
+        )
+        copy._scratch = _Scratch()
         return copy
