@@ -1,4 +1,5 @@
-"""Where CPU sampling time goes, stage by stage: normflows' path against the fast path.
+"""Where CPU sampling time goes, stage by stage: normflows' path, the fast path's torch
+evaluation and its compiled spline stage.
 
 ``simkit surrogate sample`` of a flow runs, per chunk: base noise, the contexts (drawn and
 standardized), the flow (per coupling layer: the shared *unconditional* spline of the
@@ -6,8 +7,10 @@ conditioning half, the spline-parameter network with its context gates, the cond
 spline, the permutation), the inverse column transform back to physical units, the
 finite check into an event table, and the HDF5 write. This times each stage in CPU
 seconds on one thread (robust to other processes on the machine), for normflows' own
-evaluation and for :class:`~simkit.surrogates.fast_flow.FastSplineFlow`, and prints
-microseconds per event.
+evaluation and for :class:`~simkit.surrogates.fast_flow.FastSplineFlow` with torch
+operations and with its compiled spline stage (where built), and prints microseconds per
+event. On the compiled path the shared and the conditional spline are its two compiled
+calls, and the parameter networks exclude their first layer (in "the rest").
 
     python benchmarks/flow_sampling_stages.py                        # default flow, untrained
     python benchmarks/flow_sampling_stages.py --model runs/bench-surrogates/flow
@@ -25,6 +28,7 @@ import argparse
 import json
 import tempfile
 import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +36,8 @@ import torch
 
 from simkit.events import EventTable, Sample
 from simkit.io import SampleWriter
-from simkit.surrogates import FlowSurrogate, load_surrogate
-from simkit.surrogates.fast_flow import FastSplineFlow
+from simkit.surrogates import FlowSurrogate, fast_flow, load_surrogate
+from simkit.surrogates.fast_flow import FastSplineFlow, compiled_spline_available
 
 
 def toy_surrogate(hidden: int, n_layers: int) -> FlowSurrogate:
@@ -95,14 +99,32 @@ def profile(model: FlowSurrogate, n_events: int, chunk: int, sampler: str) -> di
 
         def flow(u, c):
             return net.forward(u, context=c)
-    else:
+    elif sampler == "torch":
         fast = FastSplineFlow.from_normflows(net)
+        fast.compiled = False
         clock.wrap(fast, "_network", "flow: parameter networks")
         clock.wrap(fast, "_free_spline", "flow: shared spline")
         clock.wrap(fast, "_conditional_spline", "flow: conditional spline")
 
         def flow(u, c):
             return fast.forward(u, c, threads=1)
+    else:  # the compiled spline stage: its two entry points timed through a stand-in
+        fast = FastSplineFlow.from_normflows(net)
+        # the network after its first layer (that one product is in "the rest")
+        clock.wrap(fast, "_residual_blocks", "flow: parameter networks")
+        kernels = fast_flow._compiled
+        stand_in = types.SimpleNamespace(instruction_set=kernels.instruction_set)
+        stand_in.shared_inverse = kernels.shared_inverse
+        stand_in.conditional_inverse = kernels.conditional_inverse
+        clock.wrap(stand_in, "shared_inverse", "flow: shared spline")
+        clock.wrap(stand_in, "conditional_inverse", "flow: conditional spline")
+
+        def flow(u, c):
+            fast_flow._compiled = stand_in
+            try:
+                return fast.forward(u, c, threads=1)
+            finally:
+                fast_flow._compiled = kernels
 
     generator = torch.Generator().manual_seed(0)
     rng = np.random.default_rng(0)
@@ -176,16 +198,19 @@ def main(argv: list[str] | None = None) -> int:
         if args.model
         else toy_surrogate(args.hidden, args.layers)
     )
+    samplers = ["normflows", "torch"]
+    if compiled_spline_available():
+        samplers.append("compiled")
     results = {}
-    for sampler in ("normflows", "fast"):
+    for sampler in samplers:
         results[sampler] = profile(model, args.events, args.chunk, sampler)
-    names = list(dict.fromkeys([*results["normflows"], *results["fast"]]))
+    names = list(dict.fromkeys(k for sampler in samplers for k in results[sampler]))
     print(f"µs of CPU per event, one thread, {args.events} events in chunks of {args.chunk}")
-    print("| stage | normflows | fast path |\n|---|---|---|")
+    print("| stage | " + " | ".join(samplers) + " |\n|---|" + "---|" * len(samplers))
     for name in names:
-        row = [results[s].get(name, 0.0) for s in ("normflows", "fast")]
-        print(f"| {name} | {row[0]:.2f} | {row[1]:.2f} |")
-    for sampler in ("normflows", "fast"):
+        row = [f"{results[s].get(name, 0.0):.2f}" for s in samplers]
+        print(f"| {name} | " + " | ".join(row) + " |")
+    for sampler in samplers:
         r = results[sampler]
         total = sum(v for k, v in r.items() if not k.startswith("flow: ") or k == "flow: total")
         r["sample, no compression (sum)"] = total - r["write: gzip"]
