@@ -9,8 +9,10 @@ Two phases, each resumable from the work folder (``-o``); without ``--phase`` bo
     reco-level columns, unconditional (``simkit surrogate fit``'s task: 20 % of the
     events held out for the two-sample classifier AUC, the fidelity figure).
 ``race`` (``--models DIR ...``)
-    saved models timed in turn, ``--rounds`` times, in memory and into a gzip file: the
-    comparable measure on a machine whose speed drifts (results in ``-o``/race.json).
+    saved models timed in turn, ``--rounds`` times, in memory and into a gzip file (flows
+    also through the torch path, ``sampler="torch"``, without the compiled spline stage;
+    with ``--normflows`` through normflows' own evaluation): the comparable measure on a
+    machine whose speed drifts (results in ``-o``/race.json).
 ``time``
     every rate, in one process, one after the other on the same machine: the Pythia chain
     (two workers end to end into a file, and one process stage by stage); each flow
