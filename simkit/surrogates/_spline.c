@@ -38,17 +38,19 @@
 /* ------------------------------------------------------------------ elementary functions
  * Branch-free, so that loops over arrays vectorize (SSE2 and up); float32 accuracy. */
 
-/* exp(x) for x in [-87.3, 88.7], relative error ~1e-7 (Cody-Waite range reduction and
+/* exp(x) for x in [-87.3, 88], relative error ~1e-7 (Cody-Waite range reduction and
  * the Cephes single-precision polynomial). Below -87.3 it returns 0 (float32 underflows
- * there), above 88.7 exp(88.7): callers check the totals they form (bin_total_ok). */
+ * there), above 88 exp(88): callers check the totals they form (bin_total_ok). NaN gives
+ * NaN. The power of two 2^n is built from n in [-126, 127], a normal float. */
 INLINE float exp_f32(float x) {
     const float log2e = 1.44269504088896341f;
     const float ln2_hi = 0.693359375f, ln2_lo = -2.12194440e-4f;
     const float round = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
     float xc = x < -87.3f ? -87.3f : x;
-    xc = xc > 88.7f ? 88.7f : xc;
+    xc = xc > 88.0f ? 88.0f : xc;
+    xc = xc == xc ? xc : 0.0f; /* NaN: a defined integer part; r below keeps the NaN */
     float n = (xc * log2e + round) - round;
-    float r = xc - n * ln2_hi;
+    float r = (x == x ? xc : x) - n * ln2_hi;
     r = r - n * ln2_lo;
     float p = 1.9875691500e-4f;
     p = p * r + 1.3981999507e-3f;
