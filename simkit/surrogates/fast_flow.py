@@ -442,6 +442,10 @@ class _Scratch(threading.local):
     fresh multi-MB tensor per layer costs its page faults again on every batch (the bias
     copy into a fresh (4096, 128) output took as long as its matrix product)."""
 
+    def __reduce__(self):
+        # buffers are a cache: a copy (deepcopy, pickle) starts empty
+        return (_Scratch, ())
+
     def take(self, name: str, rows: int, columns: int) -> torch.Tensor:
         """A contiguous (rows, columns) float32 buffer, its contents undefined."""
         buffer = self.__dict__.get(name)

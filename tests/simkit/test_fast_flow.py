@@ -13,6 +13,7 @@ bins are steep, so a fixed tolerance would be either loose or flaky).
 
 import copy
 import json
+import pickle
 
 import numpy as np
 import pytest
@@ -233,6 +234,13 @@ def test_sampler_torch_skips_the_compiled_stage_and_says_so(fitted):
     np.testing.assert_allclose(
         fitted.sample(context=context, seed=4).features, torch_path, rtol=1e-4, atol=1e-4
     )
+
+
+def test_a_sampled_surrogate_copies_and_pickles(fitted):
+    context = [[3000.0]] * 300
+    events = fitted.sample(context=context, seed=6).features  # fills the per-thread buffers
+    for twin in (copy.deepcopy(fitted), pickle.loads(pickle.dumps(fitted))):
+        np.testing.assert_array_equal(twin.sample(context=context, seed=6).features, events)
 
 
 def test_sampler_is_a_runtime_setting(fitted, tmp_path):
