@@ -26,18 +26,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from simkit.io import write_json
+from simkit.io import read_sample, write_json
 from simkit.surrogates import load_surrogate
 from simkit.surrogates.fast_flow import compiled_instruction_set, compiled_spline_available
-from simkit.tasks.surrogate import _read_table, fidelity_report
+from simkit.tasks.surrogate import fidelity_report, held_out_split
 
 
-def held_out(sim: Path, seed: int, test_fraction: float = 0.2):
+def held_out(sim: Path, seed: int):
     """The test events of ``fit_surrogate(sim, ..., seed=seed)``: its split, redrawn."""
-    table, _ = _read_table(sim, "reco", None, None)
-    order = np.random.default_rng([seed, 3]).permutation(len(table))
-    n_test = round(len(order) * test_fraction)
-    return table.mask(np.sort(order[:n_test]))
+    return held_out_split(read_sample(sim, levels=["reco"]).reco.passing(), seed)[0]
 
 
 def main(argv: list[str] | None = None) -> int:

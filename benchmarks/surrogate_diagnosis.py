@@ -33,11 +33,10 @@ import numpy as np
 def held_out(sim: Path, seed: int, columns, test_fraction: float = 0.2):
     """The test events of ``fit_surrogate(sim, seed=seed)`` (the same permutation)."""
     from simkit.io import read_sample
+    from simkit.tasks.surrogate import held_out_split
 
     table = read_sample(sim, levels=["reco"]).level("reco").passing()
-    order = np.random.default_rng([seed, 3]).permutation(len(table))
-    n_test = round(len(order) * test_fraction)
-    return table.mask(np.sort(order[:n_test])).select(columns)
+    return held_out_split(table, seed, test_fraction)[0].select(columns)
 
 
 def hgb_auc(reference: np.ndarray, candidate: np.ndarray, seed: int = 0) -> float:

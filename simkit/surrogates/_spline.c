@@ -451,7 +451,8 @@ PyMODINIT_FUNC PyInit__spline(void) {
 #else
     isa = "generic";
 #endif
-    if (m && PyModule_AddStringConstant(m, "instruction_set", isa) < 0) {
+    if (m && (PyModule_AddStringConstant(m, "instruction_set", isa) < 0 ||
+              PyModule_AddIntConstant(m, "max_bins", MAX_BINS) < 0)) {
         Py_DECREF(m);
         return NULL;
     }

@@ -72,7 +72,7 @@ except ImportError:  # no C compiler at install time: the torch path below
     _compiled = None
 
 #: Largest bin count the compiled spline takes (its per-value scratch arrays).
-COMPILED_MAX_BINS = 64
+COMPILED_MAX_BINS = 0 if _compiled is None else _compiled.max_bins
 
 
 def compiled_spline_available() -> bool:
@@ -437,6 +437,20 @@ def _coupling(layer, permute: nf.flows.Permute | None) -> tuple[_Coupling, int]:
 # --------------------------------------------------------------------------- the flow
 
 
+@dataclass(frozen=True)
+class _TableLayer:
+    """One coupling in the compiled path's event table: the table columns of its
+    conditioning and transformed halves (int32), its network's first layer spread over
+    the table's columns (zero weight on the transformed half), and its shared spline's
+    bin table and knots (checked once for the compiled code)."""
+
+    identity: torch.Tensor
+    transform: torch.Tensor
+    w_in: torch.Tensor
+    free_bins: torch.Tensor
+    free_knots: torch.Tensor
+
+
 class _Scratch(threading.local):
     """Per-thread buffers of the compiled sampling path, reused from batch to batch: a
     fresh multi-MB tensor per layer costs its page faults again on every batch (the bias
@@ -631,19 +645,17 @@ class FastSplineFlow:
 
     # ------------------------------------------------------------------ directions
 
-    def _compiled_plan(self) -> tuple[list[tuple[torch.Tensor, ...]], torch.Tensor]:
-        """Where each coupling's halves sit in the event table of the compiled path.
+    def _compiled_plan(self) -> tuple[list[_TableLayer], torch.Tensor]:
+        """Where each coupling's halves sit in the event table of the compiled path, and
+        the table column of each output column at the end.
 
         That path keeps a batch's events in one (B, F + C) table, the context in its last
         C columns, and transforms each coupling's halves in place; a permutation only
-        relabels columns. Per coupling: the table columns of its conditioning half and of
-        its transformed half (int32), and its network's first layer spread over the table's
-        columns (zero weight on the transformed half); and the table column of each
-        output column at the end."""
+        relabels columns."""
         plan = getattr(self, "_plan", None)
         if plan is not None:
             return plan
-        f, c = self.n_features, self.n_context
+        f, c, k = self.n_features, self.n_context, self.n_bins
         where = torch.arange(f)  # the table column of each of the flow's columns now
         layers = []
         for coupling in self.couplings:
@@ -651,7 +663,18 @@ class FastSplineFlow:
             w_in = coupling.w_in.new_zeros(coupling.w_in.shape[0], f + c)
             w_in[:, identity] = coupling.w_in[:, : len(identity)]
             w_in[:, f:] = coupling.w_in[:, len(identity) :]
-            layers.append((identity.int(), transform.int(), w_in))
+            d = len(identity)
+            _float32_rows(coupling.free_bins, 6, d * k, "bin table")
+            _float32_rows(coupling.free_knots_y, d, k - 1, "knots")
+            layers.append(
+                _TableLayer(
+                    identity=identity.int(),
+                    transform=transform.int(),
+                    w_in=w_in,
+                    free_bins=coupling.free_bins,
+                    free_knots=coupling.free_knots_y,
+                )
+            )
             where = where[coupling.permutation]
         self._plan = (layers, where)
         return self._plan
@@ -669,20 +692,22 @@ class FastSplineFlow:
         total = torch.zeros(b) if log_det else None
         total_at = 0 if total is None else total.data_ptr()
         layers, order = self._compiled_plan()
-        for coupling, (identity, transform, w_in) in zip(self.couplings, layers, strict=True):
-            d_free, d = len(identity), len(transform)
+        for coupling, layer in zip(self.couplings, layers, strict=True):
+            d_free, d = len(layer.identity), len(layer.transform)
             _compiled.shared_inverse(
-                table.data_ptr(), stride, identity.data_ptr(), d_free,
-                _float32_rows(coupling.free_bins, 6, d_free * k, "bin table"),
-                _float32_rows(coupling.free_knots_y, d_free, k - 1, "knots"),
+                table.data_ptr(), stride, layer.identity.data_ptr(), d_free,
+                layer.free_bins.data_ptr(), layer.free_knots.data_ptr(),
                 total_at, b, k, self.tail_bound,
             )  # fmt: skip
             hidden = torch.addmm(
-                coupling.b_in, table, w_in.t(), out=scratch.take("hidden", b, len(coupling.b_in))
+                coupling.b_in,
+                table,
+                layer.w_in.t(),
+                out=scratch.take("hidden", b, len(coupling.b_in)),
             )
             bin_logits, slope_logits = self._residual_blocks(coupling, hidden, context, scratch)
             _compiled.conditional_inverse(
-                table.data_ptr(), stride, transform.data_ptr(), d,
+                table.data_ptr(), stride, layer.transform.data_ptr(), d,
                 _float32_rows(bin_logits, b, 2 * d * k, "bin logits"),
                 _float32_rows(slope_logits, b, d * (k + 1), "derivative logits"),
                 total_at, b, k, self.tail_bound,
@@ -691,9 +716,13 @@ class FastSplineFlow:
         z = table[:, order]
         return (z,) if total is None else (z, total)
 
+    def compiled_for(self, device: torch.device | str) -> bool:
+        """Whether sampling on ``device`` goes through the compiled spline stage."""
+        return self.compiled and torch.device(device).type == "cpu"
+
     def _sample_batch(self, u: torch.Tensor, context, log_det: bool):
         z = u.float()
-        if self.compiled and z.device.type == "cpu":
+        if self.compiled_for(z.device):
             return self._sample_compiled(z, context, log_det)
         total = torch.zeros(z.shape[0], device=z.device) if log_det else None
         for coupling in self.couplings:

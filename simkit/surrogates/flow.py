@@ -266,7 +266,7 @@ class FlowSurrogate(Surrogate):
         fast = self._fast_flow(dev)
         if fast is None:
             return f"normflows on {dev.type}"
-        if fast.compiled and dev.type == "cpu":
+        if fast.compiled_for(dev):
             return f"fast path, compiled spline stage ({compiled_instruction_set()})"
         return f"fast path (torch) on {dev.type}"
 

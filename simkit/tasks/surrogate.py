@@ -73,6 +73,23 @@ def _read_table(path, level: str, columns: Sequence[str] | None, weights: str | 
     return table.passing(), info.provenance
 
 
+def held_out_split(table, seed: int, test_fraction: float = 0.2, max_events: int | None = None):
+    """``fit_surrogate``'s split of passing events into (held-out test, fit part): a
+    permutation seeded by ``seed``, the first ``test_fraction`` of it (of the first
+    ``max_events``) held out; benchmarks call it to redraw a fit's test events."""
+    order = np.random.default_rng([seed, 3]).permutation(len(table))
+    if max_events is not None:
+        order = order[:max_events]
+    n_test = round(len(order) * test_fraction)
+    if n_test < 10 or len(order) - n_test < 10:
+        raise SimkitError(
+            f"{len(order)} passing events are too few to split off a test fraction of "
+            f"{test_fraction}"
+        )
+    # keep file order inside each part: reproducible and cheap to slice
+    return table.mask(np.sort(order[:n_test])), table.mask(np.sort(order[n_test:]))
+
+
 def fit_surrogate(
     input: str | os.PathLike,
     output: str | os.PathLike,
@@ -109,19 +126,7 @@ def fit_surrogate(
         raise SimkitError(f"{output}: exists and is not a folder")
     needed = None if columns is None else list(dict.fromkeys([*condition, *columns]))
     table, provenance = _read_table(input, level, needed, weights)
-    rng = np.random.default_rng([seed, 3])
-    order = rng.permutation(len(table))
-    if max_events is not None:
-        order = order[:max_events]
-    n_test = round(len(order) * test_fraction)
-    if n_test < 10 or len(order) - n_test < 10:
-        raise SimkitError(
-            f"{len(order)} passing events are too few to split off a test fraction of "
-            f"{test_fraction}"
-        )
-    # keep file order inside each part: reproducible and cheap to slice
-    test = table.mask(np.sort(order[:n_test]))
-    fit_part = table.mask(np.sort(order[n_test:]))
+    test, fit_part = held_out_split(table, seed, test_fraction, max_events)
 
     output.mkdir(parents=True, exist_ok=True)
     model = SURROGATES[kind](
