@@ -91,9 +91,9 @@ def run_all(
 ) -> list[dict]:
     """Time ``work(output, **how)`` for every runner; the outputs must be equal bytes."""
     import dask
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
-    from simkit.shards import worker_environment  # the workers local:N starts
+    from simkit.shards import local_cluster, worker_environment  # the workers local:N starts
 
     rows, reference = [], None
     for name, n, kind in runners(workers, kinds):
@@ -107,9 +107,7 @@ def run_all(
             else:
                 with (
                     dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environment()}),
-                    LocalCluster(
-                        n_workers=n, threads_per_worker=1, dashboard_address=None, silence_logs=50
-                    ) as cluster,
+                    local_cluster(n, silence_logs=50) as cluster,
                     Client(cluster) as client,
                 ):
                     client.run(_warm_imports)

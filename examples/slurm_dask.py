@@ -24,8 +24,13 @@ def slurm_cluster(
     account: str | None = None,
     walltime: str = "04:00:00",
     memory: str = "4GB",
+    **options,
 ):
-    """A dask-jobqueue SLURMCluster of ``workers`` one-core jobs (submitted now)."""
+    """A dask-jobqueue SLURMCluster of ``workers`` one-core jobs (submitted now).
+
+    ``options`` go to ``SLURMCluster``, e.g. ``scheduler_options={"dashboard_address":
+    ":0"}`` for the dashboard on a free port where 8787 is taken (a shared login node).
+    """
     from dask_jobqueue import SLURMCluster
 
     cluster = SLURMCluster(
@@ -36,6 +41,7 @@ def slurm_cluster(
         queue=queue,
         account=account,
         job_extra_directives=["--requeue"],  # a pre-empted job comes back
+        **options,
     )
     cluster.scale(jobs=workers)
     return cluster

@@ -69,6 +69,7 @@ __all__ = [
     "ShardPlan",
     "connect",
     "execute",
+    "local_cluster",
     "parse_scheduler",
     "run_shards",
 ]
@@ -327,6 +328,26 @@ def worker_environment() -> dict:
     return environ
 
 
+def local_cluster(workers: int, **options: Any):
+    """A ``distributed.LocalCluster`` of ``workers`` one-thread worker processes with
+    no dashboard, its HTTP endpoint on a free loopback port.
+
+    ``dashboard_address=None`` alone turns the dashboard off but still binds the
+    scheduler's HTTP server to port 8787, and a second cluster on the machine (another
+    user's, or a parallel test) then gets a "Port 8787 is already in use" warning.
+    ``options`` go to ``LocalCluster`` (e.g. ``silence_logs``).
+    """
+    distributed = _require_distributed()
+    options.setdefault("threads_per_worker", 1)  # Pythia and torch: one shard per process
+    options.setdefault("processes", True)
+    return distributed.LocalCluster(
+        n_workers=workers,
+        dashboard_address=None,
+        scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
+        **options,
+    )
+
+
 @contextlib.contextmanager
 def connect(scheduler, timeout: float | None = None) -> Iterator[Any]:
     """A ``distributed.Client`` for ``scheduler`` (a string as :func:`parse_scheduler`
@@ -350,13 +371,7 @@ def connect(scheduler, timeout: float | None = None) -> Iterator[Any]:
         import dask
 
         with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environment()}):
-            cluster = distributed.LocalCluster(
-                n_workers=spec.workers,
-                threads_per_worker=1,  # Pythia and torch: one shard per process
-                processes=True,
-                dashboard_address=None,
-                silence_logs=logging.ERROR,
-            )
+            cluster = local_cluster(spec.workers, silence_logs=logging.ERROR)
         try:
             with distributed.Client(cluster) as client:
                 yield client

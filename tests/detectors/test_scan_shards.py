@@ -18,6 +18,7 @@ from detectors.search import SearchConfig, SearchResult, WindowResult, search_wi
 from detectors.template import TemplateClassifierConfig
 from simkit.errors import SimkitError
 from simkit.io import read_sample, write_sample
+from simkit.shards import local_cluster
 
 FEATURES = ("m_j1", "tau21_j1", "m_j2", "tau21_j2")
 FAST = SearchConfig(
@@ -70,13 +71,10 @@ def test_shards_in_process_and_in_two_processes_give_the_in_memory_scan(files, t
 
 @pytest.mark.slow
 def test_shards_on_a_dask_cluster_give_the_same_metrics(files, tmp_path):
-    distributed = pytest.importorskip("distributed")
+    pytest.importorskip("distributed")
     two = task(files, WINDOWS[:2])
     here = metrics(scan_in_shards(two, tmp_path / "here"))
-    with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-        silence_logs=50,
-    ) as cluster:  # fmt: skip
+    with local_cluster(2, silence_logs=50) as cluster:
         assert metrics(scan_in_shards(two, tmp_path / "dask", scheduler=cluster)) == here
 
 

@@ -8,6 +8,7 @@ from detectors.score import score_files
 from detectors.train import Detector, train_detector
 from simkit.errors import SimkitError
 from simkit.io import read_sample, write_sample
+from simkit.shards import local_cluster
 
 
 @pytest.fixture(scope="module")
@@ -45,12 +46,10 @@ def test_scores_are_the_detectors_row_after_row(files, tmp_path):
 def test_same_bytes_in_process_and_on_dask(files, tmp_path, monkeypatch):
     """Five shards scored here and by a Dask cluster of two worker processes (local
     worker processes run the same code path as generation's, tested there)."""
-    distributed = pytest.importorskip("distributed")
+    pytest.importorskip("distributed")
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1767225600")
     one = score(files, tmp_path / "one.h5").output.read_bytes()
-    with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, dashboard_address=None, silence_logs=50
-    ) as cluster:
+    with local_cluster(2, silence_logs=50) as cluster:
         assert score(files, tmp_path / "dask.h5", scheduler=cluster).output.read_bytes() == one
 
 

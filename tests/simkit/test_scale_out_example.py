@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from simkit.generators.pythia import generate
+from simkit.shards import local_cluster
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "slurm_dask.py"
@@ -32,12 +33,10 @@ def test_the_docs_show_the_tested_example():
 
 def test_generate_on_a_cluster_writes_the_laptops_file(example, tmp_path, monkeypatch):
     """generate_on() with a LocalCluster of two workers in place of the SLURMCluster."""
-    from distributed import LocalCluster
+    pytest.importorskip("distributed")
 
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1767225600")
-    with LocalCluster(
-        n_workers=2, threads_per_worker=1, dashboard_address=None, silence_logs=50
-    ) as cluster:
+    with local_cluster(2, silence_logs=50) as cluster:
         path = example.generate_on(cluster, tmp_path / "sim.h5", 40, 1, shard_size=20)
     laptop = generate("qcd-dijet", 40, 1, shard_size=20, output=tmp_path / "laptop.h5")
     assert path.read_bytes() == laptop.read_bytes()
@@ -45,7 +44,10 @@ def test_generate_on_a_cluster_writes_the_laptops_file(example, tmp_path, monkey
 
 def test_the_slurm_job_script(example):
     """The Slurm part, short of a Slurm cluster: one core per job, requeued on pre-emption."""
-    cluster = example.slurm_cluster(0, queue="short", account="hep", walltime="01:00:00")
+    cluster = example.slurm_cluster(
+        0, queue="short", account="hep", walltime="01:00:00",
+        scheduler_options={"dashboard_address": "127.0.0.1:0"},  # 8787 may be taken here
+    )  # fmt: skip
     try:
         script = cluster.job_script()
     finally:

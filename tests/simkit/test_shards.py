@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +14,7 @@ from shard_testing import NoiseShard, mean_of_means
 
 from simkit.errors import SimkitError
 from simkit.io import read_sample
-from simkit.shards import ShardPlan, parse_scheduler, run_shards
+from simkit.shards import ShardPlan, local_cluster, parse_scheduler, run_shards
 
 PROVENANCE = {"generator": "test"}
 
@@ -29,12 +31,7 @@ def run(p, task, **kwargs):
 def dask_client():
     """Two one-thread worker processes, shared by this module's Dask tests."""
     distributed = pytest.importorskip("distributed")
-    with (
-        distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, dashboard_address=None, silence_logs=50
-        ) as cluster,
-        distributed.Client(cluster) as client,
-    ):
+    with local_cluster(2, silence_logs=50) as cluster, distributed.Client(cluster) as client:
         yield client
 
 
@@ -90,6 +87,21 @@ def test_the_merge_runs_while_later_shards_do(tmp_path):
         NoiseShard(seed=3)(i, p.path(i))
     at_end = merge(p, provenance=PROVENANCE, finish=mean_of_means).read_bytes()
     assert at_end == streamed
+
+
+def test_a_local_cluster_starts_when_port_8787_is_taken():
+    """Another cluster on the machine holds Dask's default HTTP port: ours starts without
+    the "Port 8787 is already in use" warning (an error under this suite's settings)."""
+    distributed = pytest.importorskip("distributed")
+    with contextlib.ExitStack() as stack:
+        holder = stack.enter_context(socket.socket())
+        with contextlib.suppress(OSError):  # already taken by someone else: as good
+            holder.bind(("0.0.0.0", 8787))
+            holder.listen()
+        cluster = stack.enter_context(local_cluster(1, processes=False, silence_logs=50))
+        client = stack.enter_context(distributed.Client(cluster))
+        assert client.submit(sum, [1, 2]).result() == 3
+        assert cluster.scheduler.http_server.port != 8787
 
 
 def test_local_workers_run_without_dask_malloc_trim():
