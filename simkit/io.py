@@ -20,11 +20,13 @@ leaves a half file that looks whole.
 
 >>> import tempfile, pathlib, numpy as np
 >>> from simkit.events import EventTable, Sample
->>> path = pathlib.Path(tempfile.mkdtemp()) / "toy.h5"
+>>> folder = tempfile.TemporaryDirectory()
+>>> path = pathlib.Path(folder.name) / "toy.h5"
 >>> reco = EventTable.from_columns({"x": np.arange(3.0)})
 >>> _ = write_sample(path, Sample(reco=reco), provenance={"generator": "doc"})
 >>> read_sample(path).reco.column("x")
 array([0., 1., 2.], dtype=float32)
+>>> folder.cleanup()
 """
 
 from __future__ import annotations
@@ -520,12 +522,14 @@ class SampleWriter:
 
     >>> import tempfile, pathlib, numpy as np
     >>> from simkit.events import EventTable, Sample
-    >>> path = pathlib.Path(tempfile.mkdtemp()) / "stream.h5"
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> path = pathlib.Path(folder.name) / "stream.h5"
     >>> chunk = Sample(reco=EventTable.from_columns({"x": np.zeros(5)}))
     >>> with SampleWriter(path, levels={"reco": ("x",)}) as out:
     ...     out.append(chunk); out.append(chunk)
     >>> inspect(path).n_events
     10
+    >>> folder.cleanup()
     """
 
     def __init__(

@@ -35,11 +35,13 @@ recognizes):
 >>> def ramp(index, path):  # shard i holds the numbers 10 i .. 10 i + 9
 ...     x = np.arange(10 * index, 10 * index + 10, dtype=float)
 ...     write_sample(path, Sample(reco=EventTable.from_columns({"x": x})))
->>> out = pathlib.Path(tempfile.mkdtemp()) / "ramp.h5"
+>>> folder = tempfile.TemporaryDirectory()
+>>> out = pathlib.Path(folder.name) / "ramp.h5"
 >>> plan = ShardPlan(out, {"what": "ramp"}, sizes=(10, 10, 10))
 >>> path = run_shards(plan, ramp, provenance={"generator": "doc"})
 >>> read_sample(path).reco.column("x")[[0, 15, 29]]
 array([ 0., 15., 29.], dtype=float32)
+>>> folder.cleanup()
 """
 
 from __future__ import annotations

@@ -17,8 +17,15 @@ from simkit.nn import cpu_threads
 SCRIPT = Path(__file__).resolve().parents[1] / "ddp_testing.py"
 
 
+def environment(scratch: Path) -> dict:
+    """One thread per rank; torchrun's own temporary folders go to ``scratch`` (it leaves
+    them behind in TMPDIR)."""
+    scratch.mkdir(parents=True, exist_ok=True)
+    return {**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(scratch)}
+
+
 def torchrun(out: Path, *args: str, processes: int = 2) -> list[dict]:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = environment(out.with_name(out.name + ".tmp"))
     done = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone",
          f"--nproc-per-node={processes}", str(SCRIPT), str(out), *args],
@@ -78,7 +85,7 @@ def test_resume_under_torchrun_continues_exactly(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_command_under_torchrun_writes_from_rank_0_only(tmp_path):
+def test_a_command_under_torchrun_writes_from_rank_0_only(tmp_path, tmp_path_factory):
     """`torchrun -m simkit detect train`: rank 0 writes the model folder and talks; the
     other rank trains alongside into a scratch folder it removes."""
     from dijet_toy import dijet_sample
@@ -90,7 +97,8 @@ def test_a_command_under_torchrun_writes_from_rank_0_only(tmp_path):
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
          "-m", "simkit", "detect", "train", "--input", str(tmp_path / "train.h5"),
          "--model", "vae", "--epochs", "2", "--device", "cpu", "-o", str(tmp_path / "det")],
-        capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300,
+        capture_output=True, text=True, env=environment(tmp_path_factory.mktemp("scratch")),
+        timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("trained vae") == 1  # one rank talks
