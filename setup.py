@@ -3,7 +3,7 @@
 ``simkit/surrogates/_spline.c`` is the sampling direction of the flow's spline couplings
 (BENCHMARKS.md, "A compiled spline stage"). It is optional: where no C compiler is
 found the build warns and goes on, and simkit samples through its torch path
-(``simkit info`` says which one is in use).
+(``simkit surrogate sample`` reports which one it used).
 """
 
 import sys

@@ -90,10 +90,9 @@ def run_all(
     label: str, work, workers: list[int], repeats: int, folder: Path, kinds=RUNNERS
 ) -> list[dict]:
     """Time ``work(output, **how)`` for every runner; the outputs must be equal bytes."""
-    import dask
     from distributed import Client
 
-    from simkit.shards import local_cluster, worker_environment  # the workers local:N starts
+    from simkit.shards import local_cluster  # the cluster and workers local:N starts
 
     rows, reference = [], None
     for name, n, kind in runners(workers, kinds):
@@ -105,11 +104,7 @@ def run_all(
             elif kind == "dask":
                 result = timed(lambda: work(out, name, scheduler=f"local:{n}"))  # noqa: B023
             else:
-                with (
-                    dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environment()}),
-                    local_cluster(n, silence_logs=50) as cluster,
-                    Client(cluster) as client,
-                ):
+                with local_cluster(n, silence_logs=50) as cluster, Client(cluster) as client:
                     client.run(_warm_imports)
                     result = timed(lambda: work(out, name, scheduler=client))  # noqa: B023
             data = out.read_bytes()

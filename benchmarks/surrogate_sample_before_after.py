@@ -37,11 +37,13 @@ ROOT = Path(__file__).resolve().parents[1]
 RATE = re.compile(r"\(([\d,]+) events/s")
 
 
-def simkit_command(before: Path | None) -> tuple[list[str], dict]:
-    """The command line that runs one version's CLI, and its environment."""
+def simkit_command(version: str, before: Path) -> tuple[list[str], dict]:
+    """The command line that runs one version's CLI, and its environment. Run it from
+    ``before.parent``: ``python -c`` puts the working directory first on sys.path, so
+    from this checkout it would import this checkout whatever PYTHONPATH says."""
     env = dict(os.environ)
     code = "import sys; from simkit.cli import main; sys.exit(main())"
-    if before is not None:
+    if version == "before":
         env["PYTHONPATH"] = str(before)  # ahead of the installed (editable) simkit
     else:
         env.pop("PYTHONPATH", None)
@@ -58,9 +60,7 @@ def checkout(commit: str, folder: Path) -> Path:
 
 
 def run(version: str, before: Path, args: list[str]) -> tuple[float, str]:
-    """Run one version's CLI from the worktree's parent folder (``python -c`` puts the
-    working directory first on sys.path: run from this checkout it would import it)."""
-    command, env = simkit_command(before if version == "before" else None)
+    command, env = simkit_command(version, before)
     start = time.perf_counter()
     done = subprocess.run(
         [*command, *args], env=env, capture_output=True, text=True, cwd=before.parent
@@ -84,10 +84,10 @@ def main(argv: list[str] | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     before = checkout(args.before, out / "before-code")
     for version, home in (("before", before), ("after", ROOT)):
-        _, env = simkit_command(before if version == "before" else None)
+        _, env = simkit_command(version, before)
         where = subprocess.run(
             [sys.executable, "-c", "import simkit; print(simkit.__file__)"],
-            env=env, capture_output=True, text=True, cwd=out, check=True,
+            env=env, capture_output=True, text=True, cwd=before.parent, check=True,
         ).stdout.strip()  # fmt: skip
         if not Path(where).is_relative_to(home):
             raise SystemExit(f"{version}: imports simkit from {where}, not from {home}")

@@ -331,8 +331,9 @@ def worker_environment() -> dict:
 
 
 def local_cluster(workers: int, **options: Any):
-    """A ``distributed.LocalCluster`` of ``workers`` one-thread worker processes with
-    no dashboard, its HTTP endpoint on a free loopback port.
+    """The ``distributed.LocalCluster`` that ``local:N`` starts: ``workers`` one-thread
+    worker processes with :func:`worker_environment`, no dashboard, and the scheduler's
+    HTTP endpoint on a free loopback port.
 
     ``dashboard_address=None`` alone turns the dashboard off but still binds the
     scheduler's HTTP server to port 8787, and a second cluster on the machine (another
@@ -340,14 +341,17 @@ def local_cluster(workers: int, **options: Any):
     ``options`` go to ``LocalCluster`` (e.g. ``silence_logs``).
     """
     distributed = _require_distributed()
+    import dask
+
     options.setdefault("threads_per_worker", 1)  # Pythia and torch: one shard per process
     options.setdefault("processes", True)
-    return distributed.LocalCluster(
-        n_workers=workers,
-        dashboard_address=None,
-        scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
-        **options,
-    )
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environment()}):
+        return distributed.LocalCluster(
+            n_workers=workers,
+            dashboard_address=None,
+            scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
+            **options,
+        )
 
 
 @contextlib.contextmanager
@@ -370,10 +374,7 @@ def connect(scheduler, timeout: float | None = None) -> Iterator[Any]:
     if spec.kind == "local":
         import logging
 
-        import dask
-
-        with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environment()}):
-            cluster = local_cluster(spec.workers, silence_logs=logging.ERROR)
+        cluster = local_cluster(spec.workers, silence_logs=logging.ERROR)
         try:
             with distributed.Client(cluster) as client:
                 yield client

@@ -115,6 +115,15 @@ def test_local_workers_run_without_dask_malloc_trim():
     assert environ.get("OMP_NUM_THREADS") in (1, "1")
 
 
+def _malloc_trim_setting():
+    return os.environ.get("MALLOC_TRIM_THRESHOLD_")
+
+
+def test_a_local_clusters_workers_start_with_that_environment(dask_client):
+    """local_cluster (what local:N starts) gives its worker processes worker_environment()."""
+    assert set(dask_client.run(_malloc_trim_setting).values()) == {None}
+
+
 def test_local_workers_exit_cleanly(tmp_path):
     """Workers that finished are not killed: a killed worker leaks what it holds (the
     resource tracker then warns at exit about leaked semaphores)."""
