@@ -2,6 +2,6 @@
 
 import sys
 
-from simkit.cli import main
+from simkit.cli import console
 
-sys.exit(main())
+sys.exit(console())

@@ -180,3 +180,23 @@ def test_argument_types_accept_sense_and_refuse_nonsense(kind, text, ok):
     else:
         with pytest.raises(argparse.ArgumentTypeError):
             parse(text)
+
+
+def test_the_console_script_freezes_the_collector_after_the_command(tmp_path):
+    """``simkit`` (the console script, ``python -m simkit``) runs :func:`main`, then moves
+    the objects left to the collector's permanent generation, so that the interpreter's
+    final collection skips torch's module objects; ``main`` itself leaves it alone."""
+    path = tmp_path / "sim.h5"
+    assert main(["generate", "gaussian", "-n", "100", "-o", str(path)]) == 0
+    script = (
+        "import gc, sys\n"
+        "from simkit import cli\n"
+        f"sys.argv = ['simkit', 'info', {str(path)!r}]\n"
+        "code = cli.main(sys.argv[1:])\n"
+        "frozen_by_main = gc.get_freeze_count()\n"
+        "code += cli.console()\n"
+        "print(code, frozen_by_main, gc.get_freeze_count() > 0)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "0 0 True"
