@@ -53,6 +53,11 @@ from torch import nn
 
 from simkit.errors import SimkitError
 from simkit.nn import weighted_mean_std
+from simkit.surrogates import columns
+from simkit.surrogates.columns import AZIMUTH_OFFSET
+
+#: The column maps' elementwise operations (:mod:`simkit.surrogates.columns`) in torch.
+TORCH = columns.torch_ops()
 
 #: The maps to the real line a column may get.
 KINDS = ("identity", "log", "logit")
@@ -118,18 +123,13 @@ EDGE_MARGIN = 1e-3
 #: Bounds of the logit of an azimuthal angle: π rounded up past float32's π (3.1415927).
 PHI_BOUND = 3.1416
 
-#: The relative azimuth is measured from the reference's back-to-back direction (φ₁ + π):
-#: a dijet's peak then sits at δφ = 0, far from the wrap at ±π.
-AZIMUTH_OFFSET = math.pi
-
-
 def wrap_angle(phi: torch.Tensor) -> torch.Tensor:
     """An angle (radians) modulo 2π, in [−π, π); the derivative is 1 (a rotation).
 
     >>> wrap_angle(torch.tensor([3.5, -4.0, 0.25])).tolist()  # doctest: +ELLIPSIS
     [-2.78..., 2.28..., 0.25]
     """
-    return torch.remainder(phi + math.pi, 2 * math.pi) - math.pi
+    return columns.wrap(phi, TORCH)
 
 
 def is_azimuth(name: str, values: np.ndarray) -> bool:
@@ -245,19 +245,35 @@ class ColumnTransform(nn.Module):
         return x
 
     def _to_frame(self, x: torch.Tensor) -> torch.Tensor:
-        if self.azimuth_ is None:
-            return x
-        x = x.clone()
-        shift = x[:, self._reference : self._reference + 1] + self.azimuth_["offset"]
-        x[:, self._relative] = wrap_angle(x[:, self._relative] - shift)
-        return x
+        return columns.to_frame(x, self.maps(x), TORCH)
 
-    def _from_frame(self, x: torch.Tensor) -> torch.Tensor:
-        if self.azimuth_ is None:
-            return x
-        shift = x[:, self._reference : self._reference + 1] + self.azimuth_["offset"]
-        x[:, self._relative] = wrap_angle(x[:, self._relative] + shift)
-        return x
+    def maps(self, like) -> columns.ColumnMaps:
+        """The fitted numbers as :class:`~simkit.surrogates.columns.ColumnMaps` in the
+        dtype and on the device of the tensor ``like``, or in numpy's float32 / float64
+        when ``like`` is that numpy dtype (the torch-free sampler's)."""
+        if isinstance(like, torch.Tensor):
+            dtype, device = like.dtype, like.device
+
+            def array(values: torch.Tensor):
+                return values.to(dtype=dtype, device=device)
+        else:
+
+            def array(values: torch.Tensor):
+                return values.detach().cpu().numpy().astype(like)
+
+        frame = self.azimuth_
+        return columns.ColumnMaps.build(
+            mean=self.mean,
+            std=self.std,
+            low=self.low,
+            high=self.high,
+            kinds=self.kinds_,
+            discrete=self.discrete_,
+            array=array,
+            reference=None if frame is None else self._reference,
+            relative=() if frame is None else self._relative,
+            offset=AZIMUTH_OFFSET if frame is None else frame["offset"],
+        )
 
     # ------------------------------------------------------------------ fitting
 
@@ -361,40 +377,15 @@ class ColumnTransform(nn.Module):
 
     def _to_real_line(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # x in the azimuthal frame (unit Jacobian: nothing to add to log|det|)
-        y = x.clone()
-        logdet = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
-        if self._log:
-            v = x[:, self._log] - self.low[self._log].to(x.dtype)
-            y[:, self._log] = torch.log(v)
-            logdet = logdet - torch.log(v).sum(1)
-        if self._logit:
-            lo = self.low[self._logit].to(x.dtype)
-            width = self.high[self._logit].to(x.dtype) - lo
-            t = (x[:, self._logit] - lo) / width
-            y[:, self._logit] = torch.log(t) - torch.log1p(-t)
-            # dy/dx = 1 / (width t (1 - t))
-            logdet = logdet - (torch.log(width) + torch.log(t) + torch.log1p(-t)).sum(1)
-        return y, logdet
+        return columns.to_real_line(x, self.maps(x), TORCH)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Physical (dequantized) values → model space ``z`` and ``log|det dz/dx|`` per event."""
-        y, logdet = self._to_real_line(self._to_frame(x))
-        mean, std = self.mean.to(x.dtype), self.std.to(x.dtype)
-        z = (y - mean) / std
-        return z, logdet - torch.log(std).sum()
+        return columns.forward(x, self.maps(x), TORCH)
 
     def inverse(self, z: torch.Tensor) -> torch.Tensor:
         """Model space → physical values (discrete columns floored back to integers)."""
-        x = z * self.std.to(z.dtype) + self.mean.to(z.dtype)
-        if self._log:
-            x[:, self._log] = torch.exp(x[:, self._log]) + self.low[self._log].to(z.dtype)
-        if self._logit:
-            lo = self.low[self._logit].to(z.dtype)
-            width = self.high[self._logit].to(z.dtype) - lo
-            x[:, self._logit] = lo + width * torch.sigmoid(x[:, self._logit])
-        if self._discrete:
-            x[:, self._discrete] = torch.floor(x[:, self._discrete])
-        return self._from_frame(x)
+        return columns.inverse(z, self.maps(z), TORCH)
 
     # ------------------------------------------------------------------ saving
 
