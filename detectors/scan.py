@@ -274,7 +274,7 @@ def window_templates(
     shared = None
     if kind == "validated-flow":
         from simkit.nn import cpu_threads
-        from simkit.surrogates.base import contexts_from
+        from simkit.surrogates.contexts import contexts_from
 
         passing = sim.reco.passing()
         contexts = contexts_from(passing.column(SR_COLUMN), passing.weights)

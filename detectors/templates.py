@@ -129,7 +129,7 @@ def validated_flow(
     and nothing is drawn.
     """
     from simkit.nn import cpu_threads
-    from simkit.surrogates.base import contexts_from
+    from simkit.surrogates.contexts import contexts_from
 
     if tuple(flow.condition) != (SR_COLUMN,):
         raise SimkitError(
@@ -190,7 +190,7 @@ def sideband_flow(
     of the fit, not an independent test.
     """
     from simkit.nn import cpu_threads
-    from simkit.surrogates.base import contexts_from
+    from simkit.surrogates.contexts import contexts_from
     from simkit.surrogates.flow import FlowSurrogate
 
     data = data.passing()

@@ -38,6 +38,14 @@ from torch import nn
 
 from simkit.errors import FileFormatError, SimkitError, TrainingError
 from simkit.interrupt import check as check_interrupt
+from simkit.modelfiles import (
+    MODEL_FORMAT,
+    MODEL_VERSION,
+    WEIGHTS_FILE,
+    first_line,
+    read_model_document,
+    read_safetensors,
+)
 
 # --------------------------------------------------------------------------- device
 
@@ -626,9 +634,6 @@ def predict(
 
 # --------------------------------------------------------------------------- saving models
 
-MODEL_FORMAT = "simkit-model"
-MODEL_VERSION = 1
-
 
 def save_model(
     folder: str | os.PathLike,
@@ -671,45 +676,14 @@ def load_model(folder: str | os.PathLike, kind: str | Sequence[str]) -> tuple[di
     """Read a folder written by :func:`save_model`; returns ``(document, state)``.
 
     ``kind`` names the model kinds accepted; a folder of another kind, a missing
-    or damaged file is a clear :class:`FileFormatError`.
+    or damaged file is a clear :class:`FileFormatError`
+    (:func:`simkit.modelfiles.read_model_document`).
     """
-    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    folder = Path(folder)
-    kinds = (kind,) if isinstance(kind, str) else tuple(kind)
-    if not folder.is_dir():
-        raise FileFormatError(f"{folder}: no such model folder")
-    cfg_path = folder / "config.json"
-    if not cfg_path.exists():
-        raise FileFormatError(f"{folder}: no config.json: not a simkit model folder")
-    try:
-        document = json.loads(cfg_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise FileFormatError(f"{cfg_path}: damaged (not valid JSON)") from None
-    if not isinstance(document, dict) or document.get("format") != MODEL_FORMAT:
-        raise FileFormatError(f"{folder}: config.json is not a simkit model description")
-    if document.get("format_version") != MODEL_VERSION:
-        raise FileFormatError(
-            f"{folder}: model format version {document.get('format_version')} is not supported"
-        )
-    if document.get("kind") not in kinds:
-        raise FileFormatError(
-            f"{folder}: holds a {document.get('kind')!r} model, expected {' or '.join(kinds)}"
-        )
-    weights = folder / "model.safetensors"
-    if not weights.exists():
-        raise FileFormatError(f"{folder}: model.safetensors is missing")
-    try:
-        state = load_file(str(weights), device="cpu")
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise FileFormatError(f"{weights}: damaged weights file ({_first_line(exc)})") from None
+    document = read_model_document(folder, kind)
+    state = read_safetensors(Path(folder) / WEIGHTS_FILE, lambda p: load_file(p, device="cpu"))
     return document, state
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 def load_state_strict(module: nn.Module, state: Mapping[str, torch.Tensor], where: str) -> None:
@@ -718,7 +692,7 @@ def load_state_strict(module: nn.Module, state: Mapping[str, torch.Tensor], wher
         module.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise FileFormatError(
-            f"{where}: weights do not fit the model ({_first_line(exc)})"
+            f"{where}: weights do not fit the model ({first_line(exc)})"
         ) from None
 
 

@@ -9,6 +9,7 @@
 - :func:`load_surrogate` — read a model folder of either kind.
 
 >>> import numpy as np
+>>> from simkit.surrogates import FlowSurrogate
 >>> x = np.random.default_rng(0).normal(size=(1000, 2))
 >>> model = FlowSurrogate(epochs=1, n_layers=2, hidden=8, device="cpu").fit(x)
 >>> model.sample(3, seed=0).columns
@@ -17,32 +18,47 @@
 
 from __future__ import annotations
 
+import importlib
 import os
-from pathlib import Path
 
-from simkit.nn import load_model
-from simkit.surrogates.base import Surrogate, contexts_from, contexts_in_range
-from simkit.surrogates.flow import FlowSurrogate
-from simkit.surrogates.gan import GANSurrogate
-from simkit.surrogates.transforms import ColumnTransform
+#: Where each public name lives; imported on first use (PEP 562), so that the torch-free
+#: parts (:mod:`~simkit.surrogates.contexts`, :mod:`~simkit.surrogates.sampler`, the
+#: compiled spline stage) import without torch, as ``simkit surrogate sample`` does.
+_EXPORTS = {
+    "ColumnTransform": "simkit.surrogates.transforms",
+    "FlowSurrogate": "simkit.surrogates.flow",
+    "GANSurrogate": "simkit.surrogates.gan",
+    "Surrogate": "simkit.surrogates.base",
+    "contexts_from": "simkit.surrogates.contexts",
+    "contexts_in_range": "simkit.surrogates.contexts",
+}
 
-SURROGATES = {cls.kind: cls for cls in (FlowSurrogate, GANSurrogate)}
-
-__all__ = [
-    "SURROGATES",
-    "ColumnTransform",
-    "FlowSurrogate",
-    "GANSurrogate",
-    "Surrogate",
-    "contexts_from",
-    "contexts_in_range",
-    "load_surrogate",
-]
+__all__ = ["SURROGATES", *sorted(_EXPORTS), "load_surrogate"]
 
 
-def load_surrogate(folder: str | os.PathLike, *, device: str = "auto") -> Surrogate:
+def __getattr__(name: str):
+    if name == "SURROGATES":
+        from simkit.surrogates.flow import FlowSurrogate
+        from simkit.surrogates.gan import GANSurrogate
+
+        return {cls.kind: cls for cls in (FlowSurrogate, GANSurrogate)}
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
+def load_surrogate(folder: str | os.PathLike, *, device: str = "auto"):
     """Read a surrogate folder of any kind (flow or GAN); another kind of model folder,
     or a damaged one, is a :class:`~simkit.errors.FileFormatError`."""
-    document, state = load_model(folder, tuple(f"surrogate-{k}" for k in SURROGATES))
-    cls = SURROGATES[document["kind"].removeprefix("surrogate-")]
+    from pathlib import Path
+
+    from simkit.nn import load_model
+
+    surrogates = __getattr__("SURROGATES")
+    document, state = load_model(folder, tuple(f"surrogate-{k}" for k in surrogates))
+    cls = surrogates[document["kind"].removeprefix("surrogate-")]
     return cls._from_document(Path(folder), document, state, device)

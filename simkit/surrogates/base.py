@@ -38,65 +38,15 @@ from simkit.nn import (
     train,
 )
 from simkit.params import HyperParameters
+from simkit.surrogates import defaults
+from simkit.surrogates.contexts import (
+    ContextSource,
+    context_source,
+)
 from simkit.surrogates.transforms import ColumnTransform
-
-#: ``f(start, m, rng) -> (m, C)`` physical context values for events ``start … start+m``.
-ContextSource = Callable[[int, int, np.random.Generator], np.ndarray]
 
 #: Settings that change how a fit runs, not what it learns: never saved with the model.
 RUNTIME_SETTINGS = ("device", "progress", "checkpoint", "resume", "sampler")
-
-
-def contexts_in_range(ranges: Sequence[tuple[float, float]]) -> ContextSource:
-    """Contexts drawn uniformly in a box: one ``(low, high)`` per conditioning column.
-
-    >>> draw = contexts_in_range([(3000.0, 4000.0)])
-    >>> draw(0, 5, np.random.default_rng(0)).shape
-    (5, 1)
-    """
-    bounds = np.asarray(ranges, dtype=np.float64).reshape(-1, 2)
-    if not (np.isfinite(bounds).all() and (bounds[:, 0] < bounds[:, 1]).all()):
-        raise SimkitError(f"context ranges must be finite with LO < HI, got {bounds.tolist()}")
-
-    def draw(start: int, m: int, rng: np.random.Generator) -> np.ndarray:
-        return rng.uniform(bounds[:, 0], bounds[:, 1], size=(m, len(bounds)))
-
-    return draw
-
-
-def contexts_from(values: np.ndarray, weights: np.ndarray | None = None) -> ContextSource:
-    """Contexts resampled (with replacement) from observed rows, with probability ∝ weight.
-
-    Drawing by weight makes the generated, unweighted events follow the weighted
-    context distribution of the source (e.g. the mjj spectrum of a weighted sample).
-    """
-    values = np.asarray(values, dtype=np.float64)
-    if values.ndim == 1:
-        values = values[:, None]
-    if values.shape[0] == 0:
-        raise SimkitError("no events to draw contexts from")
-    if not np.isfinite(values).all():
-        raise SimkitError("context values must be finite")
-    p = None
-    if weights is not None:
-        w = np.asarray(weights, dtype=np.float64)
-        if w.shape != (values.shape[0],) or not np.isfinite(w).all() or (w < 0).any():
-            raise SimkitError("context weights must be finite, non-negative, one per event")
-        if not w.sum() > 0:
-            raise SimkitError("context weights sum to zero")
-        p = w / w.sum()
-
-    def draw(start: int, m: int, rng: np.random.Generator) -> np.ndarray:
-        return values[rng.choice(values.shape[0], size=m, p=p)]
-
-    return draw
-
-
-def _fixed_contexts(values: np.ndarray) -> ContextSource:
-    def draw(start: int, m: int, rng: np.random.Generator) -> np.ndarray:
-        return values[start : start + m]
-
-    return draw
 
 
 @contextlib.contextmanager
@@ -140,9 +90,9 @@ class Surrogate(HyperParameters):
         condition: Sequence[str] = (),
         columns: Sequence[str] | None = None,
         transforms: Mapping[str, str] | None = None,
-        azimuth_frame: bool = True,
+        azimuth_frame: bool = defaults.AZIMUTH_FRAME,
         epochs: int = 50,
-        batch_size: int = 256,
+        batch_size: int = defaults.BATCH_SIZE,
         lr: float | None = None,
         weight_decay: float = 0.0,
         lr_schedule: str | None = "cosine",
@@ -353,33 +303,7 @@ class Surrogate(HyperParameters):
             raise NotFittedError(f"this {type(self).__name__} is not fitted yet: call fit() first")
 
     def _context_source(self, n: int | None, context) -> tuple[int, ContextSource | None]:
-        if not self.condition_:
-            if context is not None:
-                raise SimkitError("this surrogate is not conditioned on anything: no context")
-            if n is None:
-                raise SimkitError("say how many events to sample")
-            return int(n), None
-        if context is None:
-            raise SimkitError(
-                f"this surrogate is conditioned on {', '.join(self.condition_)}: give contexts"
-            )
-        if callable(context):
-            if n is None:
-                raise SimkitError("say how many events to sample")
-            return int(n), context
-        values = np.asarray(context, dtype=np.float64)
-        if values.ndim == 1:
-            values = values[:, None]
-        if values.ndim != 2 or values.shape[1] != len(self.condition_):
-            raise SimkitError(
-                f"context must be (events, {len(self.condition_)}) values of "
-                f"{', '.join(self.condition_)}, got shape {values.shape}"
-            )
-        if n is not None and n != values.shape[0]:
-            raise SimkitError(f"asked for {n} events but gave {values.shape[0]} contexts")
-        if not np.isfinite(values).all():
-            raise SimkitError("context values must be finite")
-        return values.shape[0], _fixed_contexts(values)
+        return context_source(self.condition_, n, context)
 
     def _context_tensor(self, values: np.ndarray, device: torch.device) -> torch.Tensor:
         values = np.asarray(values, dtype=np.float64)

@@ -123,6 +123,7 @@ EDGE_MARGIN = 1e-3
 #: Bounds of the logit of an azimuthal angle: π rounded up past float32's π (3.1415927).
 PHI_BOUND = 3.1416
 
+
 def wrap_angle(phi: torch.Tensor) -> torch.Tensor:
     """An angle (radians) modulo 2π, in [−π, π); the derivative is 1 (a rotation).
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from simkit.errors import SimkitError
+from simkit.surrogates import defaults
 from simkit.tasks.base import Options, option
 
 #: ``metrics.json`` of ``surrogate fit``: key → meaning (also in docs/howto/surrogates.md).
@@ -389,21 +390,6 @@ def sample_surrogate(
 # --------------------------------------------------------------------------- tasks
 
 
-def _model_defaults() -> dict:
-    import inspect
-
-    from simkit.surrogates.base import Surrogate
-
-    return {
-        name: p.default
-        for name, p in inspect.signature(Surrogate.__init__).parameters.items()
-        if p.default is not inspect.Parameter.empty
-    }
-
-
-_MODEL = _model_defaults()
-
-
 @dataclass(frozen=True)
 class FitConfig(Options):
     """``simkit surrogate fit``'s settings; model settings left None take the model's
@@ -414,13 +400,13 @@ class FitConfig(Options):
     columns: tuple[str, ...] | None = None
     condition: tuple[str, ...] = ()
     epochs: int | None = None
-    batch_size: int = _MODEL["batch_size"]
+    batch_size: int = defaults.BATCH_SIZE
     lr: float | None = None
     patience: int | None = None
     test_fraction: float = 0.2
     max_events: int | None = None
     transform: tuple[str, ...] = ()
-    azimuth_frame: bool = option(_MODEL["azimuth_frame"], flag="--no-azimuth-frame")
+    azimuth_frame: bool = option(defaults.AZIMUTH_FRAME, flag="--no-azimuth-frame")
     layers: int | None = None
     hidden: int | None = None
     precision: str | None = option(None, choices=("fp32", "bf16", "auto"))
