@@ -168,6 +168,13 @@ def register(sub, common) -> None:
         choices=("gzip", "none"),
         help="gzip = level 1 + shuffle (simkit's default); none writes faster, files larger",
     )
+    sample.add_argument(
+        "--sampler",
+        choices=("auto", "torch-free", "torch"),
+        help="torch-free: a flow on the CPU without importing torch (the folder's "
+        "sampler.safetensors); torch: the model's own path; auto (default): the first that "
+        "can. The two draw different events for the same seed",
+    )
     add_device(sample)
     add_seed(sample)
     add_output(sample, "output event file (.h5)")

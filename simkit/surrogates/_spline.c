@@ -420,6 +420,72 @@ static PyObject *shared_inverse_py(PyObject *Py_UNUSED(self), PyObject *args) {
     return run(&a, 0, o_z, o_cols, o_table, o_knots, o_log_det);
 }
 
+/* ------------------------------------------------------------------ network epilogues
+ * The elementwise steps after each matrix product of the coupling networks, for the
+ * torch-free sampler (simkit/surrogates/sampler.py, which does the products with numpy):
+ * one pass each where numpy needs two to four. Same arithmetic and order as the torch
+ * path (fast_flow.FastSplineFlow._residual_blocks; -ffp-contract=off keeps it unfused):
+ *   0 bias:      out = out + bias
+ *   1 bias_relu: out = relu(out + bias)          (NaN stays NaN, as torch's relu)
+ *   2 sigmoid:   out = 1 / (1 + exp(-(out + bias)))
+ *   3 residual:  hidden += (out + bias) * gate   (gate rows of gate_stride; none: NULL)
+ * All arrays are row-major float32 with `cols` values per row (out, hidden: contiguous). */
+#define EPILOGUE(name, attributes)                                                        \
+    attributes static void name(int op, float *restrict out, float *restrict hidden,      \
+                                const float *restrict bias, const float *restrict gate,   \
+                                Py_ssize_t gate_stride, Py_ssize_t rows, Py_ssize_t cols) { \
+        for (Py_ssize_t r = 0; r < rows; r++) {                                            \
+            float *o = out + r * cols;                                                     \
+            if (op == 0)                                                                   \
+                for (Py_ssize_t c = 0; c < cols; c++) o[c] = o[c] + bias[c];               \
+            else if (op == 1)                                                              \
+                for (Py_ssize_t c = 0; c < cols; c++) {                                    \
+                    float v = o[c] + bias[c];                                              \
+                    o[c] = v < 0.0f ? 0.0f : v;                                            \
+                }                                                                          \
+            else if (op == 2)                                                              \
+                for (Py_ssize_t c = 0; c < cols; c++)                                      \
+                    o[c] = 1.0f / (1.0f + exp_f32(-(o[c] + bias[c])));                     \
+            else if (gate) {                                                               \
+                float *h = hidden + r * cols;                                              \
+                const float *g = gate + r * gate_stride;                                   \
+                for (Py_ssize_t c = 0; c < cols; c++) h[c] += (o[c] + bias[c]) * g[c];     \
+            } else {                                                                       \
+                float *h = hidden + r * cols;                                              \
+                for (Py_ssize_t c = 0; c < cols; c++) h[c] += o[c] + bias[c];              \
+            }                                                                              \
+        }                                                                                  \
+    }
+
+EPILOGUE(epilogue_default, )
+#ifdef HAVE_AVX2_BUILD
+EPILOGUE(epilogue_avx2, __attribute__((target("avx2,fma"))))
+#endif
+
+static void (*epilogue_rows)(int, float *, float *, const float *, const float *, Py_ssize_t,
+                             Py_ssize_t, Py_ssize_t) = epilogue_default;
+
+static PyObject *epilogue_py(PyObject *Py_UNUSED(self), PyObject *args) {
+    int op;
+    PyObject *o_out, *o_hidden, *o_bias, *o_gate;
+    Py_ssize_t gate_stride, rows, cols;
+    void *out, *hidden, *bias, *gate;
+    if (!PyArg_ParseTuple(args, "iOOOOnnn", &op, &o_out, &o_hidden, &o_bias, &o_gate,
+                          &gate_stride, &rows, &cols))
+        return NULL;
+    if (!address(o_out, &out) || !address(o_hidden, &hidden) || !address(o_bias, &bias) ||
+        !address(o_gate, &gate))
+        return NULL;
+    if (op < 0 || op > 3) {
+        PyErr_Format(PyExc_ValueError, "epilogue op must be 0-3, got %d", op);
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    epilogue_rows(op, out, hidden, bias, gate, gate_stride, rows, cols);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"conditional_inverse", conditional_inverse_py, METH_VARARGS,
      "conditional_inverse(z, stride, cols, columns, bin_logits, derivative_logits, log_det, "
@@ -427,6 +493,11 @@ static PyMethodDef methods[] = {
      "of a conditional rational-quadratic spline, in place on the listed columns of z "
      "(addresses of contiguous float32 arrays, cols int32; log_det (rows,) is added to, "
      "0 to skip)."},
+    {"epilogue", epilogue_py, METH_VARARGS,
+     "epilogue(op, out, hidden, bias, gate, gate_stride, rows, cols): the elementwise step "
+     "after a network's matrix product, in place (op 0 bias, 1 bias + relu, 2 bias + "
+     "sigmoid, 3 hidden += (out + bias) * gate; addresses of float32 arrays, gate 0 for "
+     "none)."},
     {"shared_inverse", shared_inverse_py, METH_VARARGS,
      "shared_inverse(z, stride, cols, columns, table, knots, log_det, rows, bins, "
      "tail_bound): the same for a spline whose knots every row shares."},
@@ -446,6 +517,7 @@ PyMODINIT_FUNC PyInit__spline(void) {
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
         spline_rows = spline_rows_avx2;
+        epilogue_rows = epilogue_avx2;
         isa = "avx2+fma";
     }
 #else

@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from simkit.errors import SimkitError
+
 #: The relative azimuth is measured from the reference's back-to-back direction (φ₁ + π):
 #: a dijet's peak then sits at δφ = 0, far from the wrap at ±π.
 AZIMUTH_OFFSET = math.pi
@@ -199,3 +201,25 @@ def inverse(z, maps: ColumnMaps, ops: Ops):
     if maps.discrete:
         x[:, maps.discrete] = ops.floor(x[:, maps.discrete])
     return from_frame(x, maps, ops)
+
+
+def check_domain(x: np.ndarray, maps: ColumnMaps, names: Sequence[str]) -> None:
+    """Refuse framed values (numpy) outside a column's domain: log needs x > LO, logit
+    LO < x < HI; the message names the column, the value and its row."""
+    for j in maps.log:
+        lo = float(maps.low[j])
+        bad = np.flatnonzero(~(x[:, j] > lo))
+        if bad.size:
+            raise SimkitError(
+                f"column {names[j]!r} is {x[bad[0], j]} at row {bad[0]}: the log "
+                f"transform needs values above {lo:g} (override it, e.g. "
+                f"{names[j]}=identity)"
+            )
+    for j in maps.logit:
+        lo, hi = float(maps.low[j]), float(maps.high[j])
+        bad = np.flatnonzero(~((x[:, j] > lo) & (x[:, j] < hi)))
+        if bad.size:
+            raise SimkitError(
+                f"column {names[j]!r} is {x[bad[0], j]} at row {bad[0]}: the logit "
+                f"transform needs values in ({lo:g}, {hi:g})"
+            )

@@ -679,6 +679,54 @@ class FastSplineFlow:
         self._plan = (layers, where)
         return self._plan
 
+    def sampler_arrays(self) -> tuple[dict[str, np.ndarray], dict]:
+        """The compiled sampling path's numbers as numpy arrays (float32, int32 columns),
+        and its settings: what the torch-free sampler (:mod:`simkit.surrogates.sampler`)
+        evaluates. Keys: ``order`` (the table column of each output column) and, per
+        coupling ``i``, ``c{i}.<name>`` with the names of :class:`_TableLayer` and
+        :class:`_Coupling` (``c{i}.b{j}.w0`` … for residual block ``j``)."""
+        fast = self.to("cpu")
+        layers, order = fast._compiled_plan()
+        arrays = {"order": order}
+        for i, (coupling, layer) in enumerate(zip(fast.couplings, layers, strict=True)):
+            named = {
+                "identity": layer.identity,
+                "transform": layer.transform,
+                "w_in": layer.w_in,
+                "b_in": coupling.b_in,
+                "free_bins": layer.free_bins,
+                "free_knots": layer.free_knots,
+                "w_bins": coupling.w_bins,
+                "b_bins": coupling.b_bins,
+                "w_slopes": coupling.w_slopes,
+                "b_slopes": coupling.b_slopes,
+            }
+            if coupling.gate_w is not None:
+                named.update(gate_w=coupling.gate_w, gate_b=coupling.gate_b)
+            for j, block in enumerate(coupling.blocks):
+                named.update({f"b{j}.{k}": getattr(block, k) for k in ("w0", "b0", "w1", "b1")})
+            arrays.update({f"c{i}.{k}": v for k, v in named.items()})
+        arrays = {
+            k: np.ascontiguousarray(
+                v.numpy().astype(
+                    np.int32 if k == "order" or not v.is_floating_point() else np.float32
+                )
+            )
+            for k, v in arrays.items()
+        }
+        settings = {
+            "n_features": self.n_features,
+            "n_context": self.n_context,
+            "n_bins": self.n_bins,
+            "tail_bound": self.tail_bound,
+            "min_bin_width": self.min_bin_width,
+            "min_bin_height": self.min_bin_height,
+            "min_derivative": self.min_derivative,
+            "couplings": len(self.couplings),
+            "blocks": [len(c.blocks) for c in self.couplings],
+        }
+        return arrays, settings
+
     def _sample_compiled(self, u: torch.Tensor, context, log_det: bool):
         """``_sample_batch`` through the compiled spline stage (``_spline.c``)."""
         b, f = u.shape

@@ -40,7 +40,9 @@ Training maximises the weighted likelihood ``Σ w log p(x | c) / Σ w`` through
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 import normflows as nf
 import numpy as np
@@ -56,6 +58,7 @@ from simkit.surrogates.fast_flow import (
     UnsupportedFlow,
     compiled_instruction_set,
 )
+from simkit.surrogates.sampler import remove_sampler, write_sampler
 
 PERMUTATIONS = ("shuffle", "lu", "none")
 
@@ -260,6 +263,19 @@ class FlowSurrogate(Surrogate):
             fast.compiled = False
         self._fast_cache = (key, fast)
         return fast
+
+    def save(self, folder: str | os.PathLike, *, extra: Mapping | None = None) -> Path:
+        """The model folder (:meth:`Surrogate.save`), with ``sampler.safetensors`` where
+        the fast path implements this flow: what ``simkit surrogate sample`` samples
+        without torch (:mod:`simkit.surrogates.sampler`)."""
+        folder = super().save(folder, extra=extra)
+        try:
+            arrays, settings = FastSplineFlow.from_normflows(self.net_).sampler_arrays()
+        except UnsupportedFlow:
+            remove_sampler(folder)
+        else:
+            write_sampler(folder, arrays, settings)
+        return folder
 
     def sampling_path(self, device: str | None = None) -> str:
         dev = resolve_device(device or self.device)

@@ -356,23 +356,7 @@ class ColumnTransform(nn.Module):
         self._check_framed(self.to_frame(x) if self.azimuth_ is not None else np.asarray(x))
 
     def _check_framed(self, x: np.ndarray) -> None:
-        for j in self._log:
-            lo = float(self.low[j])
-            bad = np.flatnonzero(~(x[:, j] > lo))
-            if bad.size:
-                raise SimkitError(
-                    f"column {self.columns[j]!r} is {x[bad[0], j]} at row {bad[0]}: the log "
-                    f"transform needs values above {lo:g} (override it, e.g. "
-                    f"{self.columns[j]}=identity)"
-                )
-        for j in self._logit:
-            lo, hi = float(self.low[j]), float(self.high[j])
-            bad = np.flatnonzero(~((x[:, j] > lo) & (x[:, j] < hi)))
-            if bad.size:
-                raise SimkitError(
-                    f"column {self.columns[j]!r} is {x[bad[0], j]} at row {bad[0]}: the logit "
-                    f"transform needs values in ({lo:g}, {hi:g})"
-                )
+        columns.check_domain(np.asarray(x), self.maps(np.float64), self.columns)
 
     # ------------------------------------------------------------------ the bijection
 

@@ -268,6 +268,31 @@ def parse_range(text: str) -> tuple[float, float]:
     return low, high
 
 
+SAMPLERS = ("auto", "torch-free", "torch")
+
+
+def open_model(model_dir: str | os.PathLike, device: str = "auto", sampler: str = "auto"):
+    """The model of a folder, ready to sample: a torch-free
+    :class:`~simkit.surrogates.sampler.FlowSampler` or the surrogate itself (see
+    :func:`sample_surrogate`'s ``sampler``)."""
+    from simkit.surrogates.sampler import FlowSampler, NoSampler, gpu_visible
+
+    if sampler not in SAMPLERS:
+        raise SimkitError(f"unknown sampler {sampler!r}; use {', '.join(SAMPLERS)}")
+    on_cpu = device == "cpu" or (device == "auto" and not gpu_visible())
+    if sampler == "torch-free" and not on_cpu:
+        raise SimkitError("the torch-free sampler runs on the CPU: use --device cpu")
+    if sampler != "torch" and on_cpu:
+        try:
+            return FlowSampler.load(model_dir)
+        except NoSampler as exc:
+            if sampler == "torch-free":
+                raise SimkitError(f"{model_dir}: no torch-free sampler: {exc}") from None
+    from simkit.surrogates import load_surrogate
+
+    return load_surrogate(model_dir, device=device)
+
+
 def sample_surrogate(
     model_dir: str | os.PathLike,
     output: str | os.PathLike,
@@ -279,23 +304,31 @@ def sample_surrogate(
     chunk_size: int | None = None,
     compression: str = "gzip",
     device: str = "auto",
+    sampler: str = "auto",
     progress: bool = False,
 ) -> dict:
     """Stream ``n_events`` from a model folder into an event file; returns timings.
 
     Seconds generating, writing (in a second thread, overlapping the next chunk's
     generation) and waiting for the writes; ``events_per_second`` is over the whole loop.
+
+    ``sampler``: ``torch-free`` samples a flow on the CPU without importing torch
+    (:mod:`simkit.surrogates.sampler`; an error where the folder or machine cannot),
+    ``torch`` through the model's own ``iter_sample``, ``auto`` the first where it can
+    (on the CPU: ``--device cpu``, or ``auto`` on a machine that shows no GPU driver).
+    The two draw different noise for the same seed; the file's provenance names the one
+    used.
     """
     from concurrent.futures import ThreadPoolExecutor
 
     from simkit.events import Sample
     from simkit.io import SampleWriter, make_provenance, read_sample
-    from simkit.nn import load_model
+    from simkit.modelfiles import read_model_document
     from simkit.progress import progress_bar
-    from simkit.surrogates import contexts_from, contexts_in_range, load_surrogate
+    from simkit.surrogates.contexts import contexts_from, contexts_in_range
 
-    model = load_surrogate(model_dir, device=device)
-    document, _ = load_model(model_dir, f"surrogate-{model.kind}")
+    model = open_model(model_dir, device, sampler)
+    document = read_model_document(model_dir, f"surrogate-{model.kind}")
     trained_on = document.get("trained_on") or {}
     level = trained_on.get("level", "reco")
     context = None
@@ -330,6 +363,7 @@ def sample_surrogate(
         condition=list(model.condition_),
         condition_from=None if condition_from is None else str(condition_from),
         condition_range=None if condition_range is None else [list(r) for r in condition_range],
+        sampler=model.sampling_path(),
     )
     if compression not in ("gzip", "none"):
         raise SimkitError(f"unknown compression {compression!r}; use gzip or none")
@@ -502,6 +536,7 @@ class SampleConfig(Options):
     chunk_size: int | None = None
     compression: str = option("gzip", choices=("gzip", "none"))
     device: str = option("auto", choices=("auto", "cpu", "cuda"))
+    sampler: str = option("auto", choices=SAMPLERS)
     seed: int = 0
     progress: bool = option(True, cli=False)
 
@@ -555,6 +590,7 @@ def sample(config: SampleConfig, inputs: SampleInputs, output) -> SampleResult:
             chunk_size=config.chunk_size,
             compression=config.compression,
             device=config.device,
+            sampler=config.sampler,
             progress=config.progress,
         )
     )

@@ -255,17 +255,23 @@ def test_sample_writes_in_order_beside_generation_and_a_failed_write_leaves_noth
     its error and no file, also when it fails while a later chunk is being generated."""
     from simkit.io import SampleWriter
     from simkit.surrogates import contexts_in_range, load_surrogate
+    from simkit.surrogates.sampler import FlowSampler
     from simkit.tasks.surrogate import sample_surrogate
 
     _, out = fitted
-    target = tmp_path / "events.h5"
-    timing = sample_surrogate(
-        out, target, 2500, condition_range=[(2500, 3000)], seed=3, chunk_size=700
-    )
-    model = load_surrogate(out, device="cpu")
-    expected = model.sample(2500, contexts_in_range([(2500, 3000)]), seed=3, chunk_size=700)
-    np.testing.assert_array_equal(read_sample(target).reco.features, expected.features)
-    assert timing["seconds"] >= timing["generate_seconds"] > 0 and timing["write_seconds"] > 0
+    for sampler, model in (
+        ("torch-free", FlowSampler.load(out)),
+        ("torch", load_surrogate(out, device="cpu")),
+    ):
+        target = tmp_path / f"events-{sampler}.h5"
+        timing = sample_surrogate(
+            out, target, 2500, condition_range=[(2500, 3000)], seed=3, chunk_size=700,
+            sampler=sampler, device="cpu",
+        )  # fmt: skip
+        expected = model.sample(2500, contexts_in_range([(2500, 3000)]), seed=3, chunk_size=700)
+        np.testing.assert_array_equal(read_sample(target).reco.features, expected.features)
+        assert timing["seconds"] >= timing["generate_seconds"] > 0
+        assert timing["write_seconds"] > 0
 
     calls = []
     original = SampleWriter.append

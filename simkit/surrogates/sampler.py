@@ -1,0 +1,422 @@
+"""Sampling a flow surrogate without torch: numpy's matrix products and the compiled
+spline stage, from the numbers the flow saves beside its weights.
+
+A process that samples through torch spends ~2 s importing it and ~0.5 s tearing it
+down: for 1 M events on 2 cores that was a quarter of ``simkit surrogate sample``'s wall
+time (BENCHMARKS.md, "`simkit surrogate sample` without torch"). Sampling needs none of
+torch's machinery: the flow's parameter networks are a few matrix products and
+elementwise steps per coupling, and the splines are the compiled stage's
+(``simkit/surrogates/_spline.c``). So :meth:`FlowSurrogate.save
+<simkit.surrogates.flow.FlowSurrogate.save>` also writes ``sampler.safetensors``: the
+numbers of :class:`~simkit.surrogates.fast_flow.FastSplineFlow`'s compiled path
+(:meth:`~simkit.surrogates.fast_flow.FastSplineFlow.sampler_arrays`: each coupling's
+network with its first layer spread over the event table, the shared spline's bins, the
+column order), with the SHA-256 of the ``model.safetensors`` they came from.
+:class:`FlowSampler` reads that file, the folder's ``config.json`` and the column
+transforms' numbers (:mod:`simkit.surrogates.columns`, the same functions the torch
+path evaluates) and evaluates the same steps in numpy.
+
+Equal numbers, not equal events: given the same noise and contexts it gives the torch
+path's events to float32 rounding (``tests/simkit/test_sampler.py``), but it draws its
+noise with numpy's generator, so the same seed gives other (equally distributed) events
+than :meth:`FlowSurrogate.sample <simkit.surrogates.base.Surrogate.sample>`. The contexts
+are drawn from the same stream as there. For a given seed, chunk size and sampler the
+events are the same on any number of threads.
+
+:meth:`FlowSampler.load` says (:class:`NoSampler`) why a folder cannot be sampled this
+way: no compiled stage on this machine, a folder saved before this sampler existed or
+changed since, a flow the fast path does not implement. ``simkit surrogate sample`` then
+takes the torch path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from simkit.errors import SimkitError
+from simkit.events import EventTable
+from simkit.modelfiles import WEIGHTS_FILE, read_model_arrays, read_model_document, read_safetensors
+from simkit.surrogates import columns
+from simkit.surrogates.contexts import ContextSource, context_source
+
+SAMPLER_FILE = "sampler.safetensors"
+SAMPLER_FORMAT = "simkit-flow-sampler"
+SAMPLER_VERSION = "1"
+#: Rows per batch (the torch path's :data:`~simkit.surrogates.fast_flow.BATCH_ROWS`):
+#: a batch's per-bin numbers stay in cache.
+BATCH_ROWS = 4096
+#: Events per chunk (one :class:`EventTable` of :meth:`FlowSampler.iter_sample`).
+CHUNK_ROWS = 1 << 17
+
+
+class NoSampler(SimkitError):
+    """This folder, or this machine, cannot sample without torch; the message says why."""
+
+
+def compiled_stage():
+    """The compiled spline stage (``simkit.surrogates._spline``), or None where it was
+    not built."""
+    try:
+        from simkit.surrogates import _spline
+    except ImportError:
+        return None
+    return _spline
+
+
+def weights_digest(folder: str | os.PathLike) -> str:
+    """SHA-256 of a model folder's ``model.safetensors``."""
+    return hashlib.sha256((Path(folder) / WEIGHTS_FILE).read_bytes()).hexdigest()
+
+
+def write_sampler(folder: str | os.PathLike, arrays: dict[str, np.ndarray], settings: dict) -> Path:
+    """Write ``sampler.safetensors`` into a saved model folder (atomically), tied to its
+    current ``model.safetensors`` by digest."""
+    from safetensors.numpy import save_file
+
+    folder = Path(folder)
+    tmp = folder / f".{SAMPLER_FILE}.tmp"
+    metadata = {
+        "format": SAMPLER_FORMAT,
+        "version": SAMPLER_VERSION,
+        "settings": json.dumps(settings, sort_keys=True),
+        "model_sha256": weights_digest(folder),
+    }
+    save_file(arrays, str(tmp), metadata=metadata)
+    os.replace(tmp, folder / SAMPLER_FILE)
+    return folder / SAMPLER_FILE
+
+
+def remove_sampler(folder: str | os.PathLike) -> None:
+    """Drop a folder's ``sampler.safetensors`` (its flow has no torch-free path)."""
+    (Path(folder) / SAMPLER_FILE).unlink(missing_ok=True)
+
+
+def gpu_visible() -> bool:
+    """Whether this machine shows a GPU driver (NVIDIA or ROCm), where ``--device auto``
+    may mean a GPU: torch alone can tell, so the torch path decides there."""
+    return any(Path(p).exists() for p in ("/proc/driver/nvidia/version", "/dev/kfd"))
+
+
+#: The compiled epilogues (``_spline.c``): after a product, add the bias; … then relu; …
+#: then sigmoid; hidden += (out + bias) · gate.
+BIAS, BIAS_RELU, SIGMOID, RESIDUAL = range(4)
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the OS tells)."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity else os.cpu_count() or 1
+
+
+class _Scratch(threading.local):
+    """Per-thread buffers, reused from batch to batch (fresh ones page-fault again)."""
+
+    def take(self, name: str, rows: int, width: int) -> np.ndarray:
+        buffer = self.__dict__.get(name)
+        if buffer is None or buffer.shape[0] < rows or buffer.shape[1] != width:
+            buffer = self.__dict__[name] = np.empty((max(rows, BATCH_ROWS), width), np.float32)
+        return buffer[:rows]
+
+
+def _address(array: np.ndarray) -> int:
+    return array.__array_interface__["data"][0]
+
+
+class FlowSampler:
+    """A saved flow surrogate, sampled with numpy and the compiled spline stage.
+
+    Build it with :meth:`load` (a model folder) or :meth:`from_surrogate` (a fitted
+    :class:`~simkit.surrogates.flow.FlowSurrogate` in memory). :meth:`iter_sample` and
+    :meth:`sample` take the arguments of the surrogate's own methods.
+    """
+
+    kind = "flow"
+
+    def __init__(
+        self,
+        arrays: dict[str, np.ndarray],
+        settings: dict,
+        *,
+        columns: tuple[str, ...],
+        features: tuple[str, ...],
+        condition: tuple[str, ...],
+        units: tuple[str, ...],
+        maps: columns.ColumnMaps,
+        context_maps: columns.ColumnMaps | None,
+    ) -> None:
+        spline = compiled_stage()
+        if spline is None:
+            raise NoSampler("the compiled spline stage was not built on this machine")
+        self._spline = spline
+        self.settings = dict(settings)
+        self.n_bins = int(settings["n_bins"])
+        if not 2 <= self.n_bins <= spline.max_bins:
+            raise NoSampler(
+                f"{self.n_bins} spline bins (the compiled stage takes 2–{spline.max_bins})"
+            )
+        self.n_features = int(settings["n_features"])
+        self.n_context = int(settings["n_context"])
+        if self.n_features != len(features) or self.n_context != len(condition):
+            raise NoSampler("the sampler's numbers do not match the model's columns")
+        self.columns_ = tuple(columns)
+        self.feature_columns_ = tuple(features)
+        self.condition_ = tuple(condition)
+        self.units_ = tuple(units)
+        self.maps = maps
+        self.context_maps = context_maps
+        self.order = arrays["order"]
+        self.layers = []
+        for i in range(int(settings["couplings"])):
+            a = {k.removeprefix(f"c{i}."): v for k, v in arrays.items() if k.startswith(f"c{i}.")}
+            blocks = tuple(
+                (a[f"b{j}.w0"].T, a[f"b{j}.b0"], a[f"b{j}.w1"].T, a[f"b{j}.b1"])
+                for j in range(int(settings["blocks"][i]))
+            )
+            gates = (a["gate_w"].T, a["gate_b"]) if "gate_w" in a else None
+            self.layers.append((a, blocks, gates))
+        self._scratch = _Scratch()
+
+    # ------------------------------------------------------------------ building
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike) -> FlowSampler:
+        """Read a model folder written by ``FlowSurrogate.save``; :class:`NoSampler` when
+        it has no current ``sampler.safetensors`` or this machine lacks the compiled stage
+        (a damaged folder is a :class:`~simkit.errors.FileFormatError`)."""
+        from safetensors import safe_open
+        from safetensors.numpy import load_file
+
+        folder = Path(folder)
+        document = read_model_document(folder, ("surrogate-flow", "surrogate-gan"))
+        if document["kind"] != "surrogate-flow":
+            raise NoSampler("a GAN: its generator samples through torch")
+        path = folder / SAMPLER_FILE
+        if not path.exists():
+            raise NoSampler(f"no {SAMPLER_FILE} in the folder (saved before it existed?)")
+        if compiled_stage() is None:
+            raise NoSampler("the compiled spline stage was not built on this machine")
+        metadata = read_safetensors(path, lambda p: safe_open(p, "np").metadata()) or {}
+        if (metadata.get("format"), metadata.get("version")) != (SAMPLER_FORMAT, SAMPLER_VERSION):
+            raise NoSampler(f"{SAMPLER_FILE} is of another format or version")
+        if metadata.get("model_sha256") != weights_digest(folder):
+            raise NoSampler(f"{SAMPLER_FILE} was written for other weights than {WEIGHTS_FILE}")
+        arrays = read_safetensors(path, load_file)
+        weights = read_model_arrays(folder)
+        try:
+            config = document["config"]
+            settings = json.loads(metadata["settings"])
+            maps = _maps(config["transform"], weights, "transform.", np.float32)
+            context = config["context_transform"]
+            context_maps = (
+                None if context is None else _maps(context, weights, "context.", np.float64)
+            )
+            return cls(
+                arrays,
+                settings,
+                columns=tuple(config["columns"]),
+                features=tuple(config["features"]),
+                condition=tuple(config["condition"]),
+                units=tuple(config["units"]),
+                maps=maps,
+                context_maps=context_maps,
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise NoSampler(f"{SAMPLER_FILE} or config.json is incomplete ({exc})") from None
+
+    @classmethod
+    def from_surrogate(cls, model) -> FlowSampler:
+        """The sampler of a fitted ``FlowSurrogate`` in memory (imports torch)."""
+        from simkit.surrogates.fast_flow import FastSplineFlow
+
+        arrays, settings = FastSplineFlow.from_normflows(model.net_).sampler_arrays()
+        context = model.context_transform_
+        return cls(
+            arrays,
+            settings,
+            columns=model.columns_,
+            features=model.feature_columns_,
+            condition=model.condition_,
+            units=model.units_,
+            maps=model.transform_.maps(np.float32),
+            context_maps=None if context is None else context.maps(np.float64),
+        )
+
+    def sampling_path(self, device: str | None = None) -> str:
+        """How this sampler evaluates the flow, in words (``surrogate sample`` says it)."""
+        return f"torch-free sampler, compiled spline stage ({self._spline.instruction_set})"
+
+    # ------------------------------------------------------------------ the flow
+
+    def _batch(self, u: np.ndarray, context: np.ndarray | None) -> np.ndarray:
+        """Base noise (B, F) → the flow's output (B, F), model space, float32."""
+        b, f = u.shape
+        k = self.n_bins
+        s = self.settings
+        take = self._scratch.take
+        table = take("table", b, f + self.n_context)
+        table[:, :f] = u
+        if context is not None:
+            table[:, f:] = context
+        stride = table.shape[1]
+        spline = self._spline
+        epilogue = spline.epilogue
+        for a, blocks, gates in self.layers:
+            identity, transform = a["identity"], a["transform"]
+            spline.shared_inverse(
+                _address(table), stride, _address(identity), len(identity),
+                _address(a["free_bins"]), _address(a["free_knots"]), 0, b, k, s["tail_bound"],
+            )  # fmt: skip
+            width = len(a["b_in"])
+            hidden = np.matmul(table, a["w_in"].T, out=take("hidden", b, width))
+            epilogue(BIAS, _address(hidden), 0, _address(a["b_in"]), 0, 0, b, width)
+            gate_at = 0
+            if gates is not None:
+                w, bias = gates
+                gate = take("gates", b, len(bias))
+                if self.n_context == 1:  # an outer product: no matrix product needed
+                    np.multiply(table[:, f:], w, out=gate)
+                else:
+                    np.matmul(table[:, f:], w, out=gate)
+                epilogue(SIGMOID, _address(gate), 0, _address(bias), 0, 0, b, len(bias))
+                gate_at = _address(gate)
+            t, inner, outer = (take(name, b, width) for name in ("relu", "inner", "outer"))
+            for j, (w0, b0, w1, b1) in enumerate(blocks):
+                np.maximum(hidden, 0.0, out=t)
+                np.matmul(t, w0, out=inner)
+                epilogue(BIAS_RELU, _address(inner), 0, _address(b0), 0, 0, b, width)
+                np.matmul(inner, w1, out=outer)
+                block_gate = gate_at and gate_at + 4 * j * width  # float32: 4 bytes
+                epilogue(
+                    RESIDUAL, _address(outer), _address(hidden), _address(b1),
+                    block_gate, 2 * width if gate_at else 0, b, width,
+                )  # fmt: skip
+            params = []
+            for name in ("bins", "slopes"):
+                bias = a[f"b_{name}"]
+                out = take(name, b, len(bias))
+                np.matmul(hidden, a[f"w_{name}"].T, out=out)
+                epilogue(BIAS, _address(out), 0, _address(bias), 0, 0, b, len(bias))
+                params.append(_address(out))
+            spline.conditional_inverse(
+                _address(table), stride, _address(transform), len(transform), *params, 0, b, k,
+                s["tail_bound"], s["min_bin_width"], s["min_bin_height"], s["min_derivative"],
+            )  # fmt: skip
+        return table[:, self.order]
+
+    def flow(self, u: np.ndarray, context: np.ndarray | None = None) -> np.ndarray:
+        """Base noise (N, F) and standardized contexts (N, C) → the flow's output in model
+        space (one thread; :meth:`iter_sample` runs batches on several)."""
+        u = np.ascontiguousarray(u, dtype=np.float32)
+        c = None if context is None else np.ascontiguousarray(context, dtype=np.float32)
+        parts = [
+            self._batch(u[i : i + BATCH_ROWS], None if c is None else c[i : i + BATCH_ROWS])
+            for i in range(0, len(u), BATCH_ROWS)
+        ]
+        return np.concatenate(parts) if parts else np.zeros((0, self.n_features), np.float32)
+
+    # ------------------------------------------------------------------ sampling
+
+    def context_z(self, values: np.ndarray) -> np.ndarray:
+        """Physical context values (N, C) → the flow's standardized contexts (float32),
+        refusing values outside a column's domain."""
+        framed = columns.to_frame(values, self.context_maps, columns.NUMPY)
+        columns.check_domain(framed, self.context_maps, self.condition_)
+        z, _ = columns.forward(values, self.context_maps, columns.NUMPY, log_det=False)
+        return z.astype(np.float32)
+
+    def iter_sample(
+        self,
+        n: int | None = None,
+        context: np.ndarray | ContextSource | None = None,
+        *,
+        seed: int = 0,
+        chunk_size: int | None = None,
+        threads: int | None = None,
+    ) -> Iterator[EventTable]:
+        """Generate events in chunks, like ``Surrogate.iter_sample`` (the same contexts for
+        the same seed; the noise from numpy's generator, per batch of rows)."""
+        from threadpoolctl import threadpool_limits
+
+        n, source = context_source(self.condition_, n, context)
+        if n < 0:
+            raise SimkitError(f"cannot sample {n} events")
+        chunk = int(chunk_size or CHUNK_ROWS)
+        if chunk < 1:
+            raise SimkitError(f"chunk size must be positive, got {chunk}")
+        threads = int(threads or usable_cores())
+        rng = np.random.default_rng([int(seed), 17])  # the contexts: as the torch path
+        feature_at = [self.columns_.index(c) for c in self.feature_columns_]
+        context_at = [self.columns_.index(c) for c in self.condition_]
+        # the batches run on `threads` threads, each product on one BLAS thread
+        with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(max(threads, 1)) as pool:
+            for start in range(0, n, chunk):
+                m = min(chunk, n - start)
+                context_phys = context_z = None
+                if source is not None:
+                    context_phys = np.asarray(source(start, m, rng), dtype=np.float64)
+                    context_z = self.context_z(context_phys)
+                events = np.empty((m, len(self.columns_)), dtype=np.float32)
+
+                def run(first: int, m=m, start=start, events=events, context_z=context_z) -> None:
+                    last = min(first + BATCH_ROWS, m)
+                    noise = np.random.default_rng([int(seed), 1, start + first])
+                    u = noise.standard_normal((last - first, self.n_features), dtype=np.float32)
+                    c = None if context_z is None else context_z[first:last]
+                    z = self._batch(u, c)
+                    events[first:last, feature_at] = columns.inverse(z, self.maps, columns.NUMPY)
+
+                list(pool.map(run, range(0, m, BATCH_ROWS)))
+                if context_phys is not None:
+                    events[:, context_at] = context_phys
+                if not np.isfinite(events).all():
+                    bad = int((~np.isfinite(events).all(axis=1)).sum())
+                    raise SimkitError(
+                        f"the flow produced non-finite values in {bad} of {m} events (a "
+                        "model diverged far outside its training data?)"
+                    )
+                yield EventTable(
+                    features=events,
+                    columns=self.columns_,
+                    weights=np.ones(m),
+                    passed=np.ones(m, bool),
+                    units=self.units_,
+                )
+
+    def sample(self, n: int | None = None, context=None, **options) -> EventTable:
+        """``n`` events as one :class:`EventTable` (see :meth:`iter_sample`)."""
+        chunks = list(self.iter_sample(n, context, **options))
+        if not chunks:
+            return EventTable(
+                features=np.zeros((0, len(self.columns_)), np.float32),
+                columns=self.columns_,
+                weights=np.zeros(0),
+                passed=np.zeros(0, bool),
+                units=self.units_,
+            )
+        return EventTable.concatenate(chunks)
+
+
+def _maps(config: dict, weights: dict[str, np.ndarray], prefix: str, dtype) -> columns.ColumnMaps:
+    """A saved column transform's maps (its ``config()`` and buffers) in numpy ``dtype``."""
+    names = list(config["columns"])
+    frame = config.get("azimuth")
+    return columns.ColumnMaps.build(
+        mean=weights[prefix + "mean"],
+        std=weights[prefix + "std"],
+        low=weights[prefix + "low"],
+        high=weights[prefix + "high"],
+        kinds=config["kinds"],
+        discrete=config["discrete"],
+        array=lambda values: np.asarray(values).astype(dtype),
+        reference=None if frame is None else names.index(frame["reference"]),
+        relative=() if frame is None else [names.index(c) for c in frame["relative"]],
+        offset=columns.AZIMUTH_OFFSET if frame is None else float(frame["offset"]),
+    )
