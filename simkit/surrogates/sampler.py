@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from simkit.errors import SimkitError
+from simkit.errors import FileFormatError, SimkitError
 from simkit.events import EventTable
 from simkit.modelfiles import WEIGHTS_FILE, read_model_arrays, read_model_document, read_safetensors
 from simkit.surrogates import columns
@@ -203,12 +203,15 @@ class FlowSampler:
             raise NoSampler(f"no {SAMPLER_FILE} in the folder (saved before it existed?)")
         if compiled_stage() is None:
             raise NoSampler("the compiled spline stage was not built on this machine")
-        metadata = read_safetensors(path, lambda p: safe_open(p, "np").metadata()) or {}
+        try:  # a damaged sampler file leaves the torch path, which does not read it
+            metadata = read_safetensors(path, lambda p: safe_open(p, "np").metadata()) or {}
+            arrays = read_safetensors(path, load_file)
+        except FileFormatError as exc:
+            raise NoSampler(str(exc)) from None
         if (metadata.get("format"), metadata.get("version")) != (SAMPLER_FORMAT, SAMPLER_VERSION):
             raise NoSampler(f"{SAMPLER_FILE} is of another format or version")
         if metadata.get("model_sha256") != weights_digest(folder):
             raise NoSampler(f"{SAMPLER_FILE} was written for other weights than {WEIGHTS_FILE}")
-        arrays = read_safetensors(path, load_file)
         weights = read_model_arrays(folder)
         try:
             config = document["config"]

@@ -135,6 +135,9 @@ def test_folders_without_a_current_sampler_take_the_torch_path(flows, tmp_path):
     missing = tmp_path / "missing"
     shutil.copytree(cond, missing)
     (missing / SAMPLER_FILE).unlink()
+    damaged = tmp_path / "damaged"
+    shutil.copytree(cond, damaged)
+    (damaged / SAMPLER_FILE).write_bytes((cond / SAMPLER_FILE).read_bytes()[:100])
     gan = GANSurrogate(
         epochs=1, hidden=(16,), critic_hidden=(16,), batch_size=256, device="cpu"
     ).fit(_events(600))
@@ -142,12 +145,13 @@ def test_folders_without_a_current_sampler_take_the_torch_path(flows, tmp_path):
     for folder, reason in (
         (stale, "written for other weights"),
         (missing, "no sampler.safetensors"),
+        (damaged, "damaged"),
         (gan_folder, "a GAN"),
     ):
         with pytest.raises(NoSampler, match=reason):
             FlowSampler.load(folder)
     extra = ["--condition-range", "2500:3500"]
-    for folder, flags in ((stale, extra), (missing, extra), (gan_folder, [])):
+    for folder, flags in ((stale, extra), (missing, extra), (damaged, extra), (gan_folder, [])):
         out = tmp_path / f"{folder.name}.h5"
         assert main(["surrogate", "sample", str(folder), "-n", "50", "-o", str(out), *flags]) == 0
         assert "torch-free" not in read_sample(out).provenance["settings"]["sampler"]

@@ -57,8 +57,14 @@ def _fit_and_sample(
         )
         for n, (name, (events, contexts)) in enumerate(samples.items()):
             what = SampleInputs(model=str(model), condition_from=str(contexts))
+            # the torch path: this process imports torch to fit anyway, and the chain's
+            # events stay those of its seeds (the torch-free sampler draws other noise)
             options = SampleConfig(
-                events=events, seed=seed + 1 + n, device=ctx.device, progress=not ctx.quiet
+                events=events,
+                seed=seed + 1 + n,
+                device=ctx.device,
+                sampler="torch",
+                progress=not ctx.quiet,
             )
             rate = sample(options, what, folder / name).metrics
             summary["commands"].append(
