@@ -1,7 +1,8 @@
 """The one compiled piece of simkit; everything else is declared in pyproject.toml.
 
 ``simkit/surrogates/_spline.c`` is the sampling direction of the flow's spline couplings
-(BENCHMARKS.md, "A compiled spline stage"). It is optional: where no C compiler is
+(BENCHMARKS.md, "A compiled spline stage") and the elementwise steps of the torch-free
+sampler's networks (``simkit/surrogates/sampler.py``). It is optional: where no C compiler is
 found the build warns and goes on, and simkit samples through its torch path
 (``simkit surrogate sample`` reports which one it used).
 """

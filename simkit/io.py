@@ -527,9 +527,9 @@ class _DirectChunks:
     filter's byte planes, then a zlib stream (RFC 1950), read back by any HDF5 tool
     through the same filter pipeline. The deflate is ISA-L's (python-isal, level 1):
     ~10x the speed of zlib's level 1 on shuffled jet features, with slightly smaller
-    output (BENCHMARKS.md, "The write path"). Rows short of a chunk wait for the next
-    :meth:`add`; :meth:`flush` stores the last, partial chunk zero-padded, as HDF5 stores
-    an edge chunk whole.
+    output (BENCHMARKS.md, "`simkit surrogate sample` without torch, and a faster
+    write"). Rows short of a chunk wait for the next :meth:`add`; :meth:`flush` stores
+    the last, partial chunk zero-padded, as HDF5 stores an edge chunk whole.
     """
 
     def __init__(self, ds: h5py.Dataset) -> None:

@@ -281,12 +281,12 @@ def console() -> int:
     """The ``simkit`` console script and ``python -m simkit``: :func:`main`, then freeze
     the garbage collector's objects before the interpreter exits.
 
-    A process that imported torch spends 0.4-0.6 s at exit in the interpreter's final
+    A process that imported torch spends 0.35-0.55 s at exit in the interpreter's final
     collection over torch's module objects, which live until exit anyway (measured on the
     2-core machine: 2.05-2.65 s against 1.70-2.10 s for ``import simkit.surrogates.flow``
-    then exit; BENCHMARKS.md, "`simkit surrogate sample`: start-up and exit"). Everything
-    the command wrote is closed and reported by then. In-process callers (tests, scripts)
-    call :func:`main` and keep their collector as it was.
+    then exit; BENCHMARKS.md, "`simkit surrogate sample` without torch, and a faster
+    write"). Everything the command wrote is closed and reported by then. In-process
+    callers (tests, scripts) call :func:`main` and keep their collector as it was.
     """
     code = main()
     gc.freeze()

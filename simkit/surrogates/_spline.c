@@ -15,6 +15,8 @@
  * The arithmetic is that of fast_flow.conditional_bins and fast_flow.rq_transform;
  * numbers agree with the torch path to float32 rounding (tests/simkit/test_fast_flow.py).
  *
+ * The network epilogues further down serve the torch-free sampler (sampler.py).
+ *
  * Built at install time as an optional extension (setup.py); without a C compiler
  * simkit keeps the torch path. The functions take raw addresses of contiguous float32
  * tensors: the Python wrapper in fast_flow.py checks dtype, device, shape and
@@ -421,38 +423,47 @@ static PyObject *shared_inverse_py(PyObject *Py_UNUSED(self), PyObject *args) {
 }
 
 /* ------------------------------------------------------------------ network epilogues
- * The elementwise steps after each matrix product of the coupling networks, for the
+ * The elementwise steps around each matrix product of the coupling networks, for the
  * torch-free sampler (simkit/surrogates/sampler.py, which does the products with numpy):
  * one pass each where numpy needs two to four. Same arithmetic and order as the torch
  * path (fast_flow.FastSplineFlow._residual_blocks; -ffp-contract=off keeps it unfused):
- *   0 bias:      out = out + bias
- *   1 bias_relu: out = relu(out + bias)          (NaN stays NaN, as torch's relu)
- *   2 sigmoid:   out = 1 / (1 + exp(-(out + bias)))
- *   3 residual:  hidden += (out + bias) * gate   (gate rows of gate_stride; none: NULL)
- * All arrays are row-major float32 with `cols` values per row (out, hidden: contiguous). */
+ *   0 bias:      out = out + bias                 then relu_out = relu(out) (if given)
+ *   1 bias_relu: out = relu(out + bias)           (NaN stays NaN, as torch's relu)
+ *   2 residual:  hidden += (out + bias) * gate    then relu_out = relu(hidden) (if given)
+ * and the context gates of a one-column context c (gate_stride: c's row stride):
+ *   3 gates:     out = 1 / (1 + exp(-(c * weight + bias)))
+ * out, hidden and relu_out are row-major float32 with `cols` values per row; gate rows
+ * are gate_stride floats apart (NULL: no gate). */
+INLINE float relu_f32(float v) { return v < 0.0f ? 0.0f : v; }
+
 #define EPILOGUE(name, attributes)                                                        \
     attributes static void name(int op, float *restrict out, float *restrict hidden,      \
                                 const float *restrict bias, const float *restrict gate,   \
-                                Py_ssize_t gate_stride, Py_ssize_t rows, Py_ssize_t cols) { \
+                                Py_ssize_t gate_stride, float *restrict relu_out,         \
+                                Py_ssize_t rows, Py_ssize_t cols) {                       \
         for (Py_ssize_t r = 0; r < rows; r++) {                                            \
             float *o = out + r * cols;                                                     \
-            if (op == 0)                                                                   \
+            float *t = relu_out ? relu_out + r * cols : NULL;                              \
+            if (op == 0) {                                                                 \
                 for (Py_ssize_t c = 0; c < cols; c++) o[c] = o[c] + bias[c];               \
-            else if (op == 1)                                                              \
-                for (Py_ssize_t c = 0; c < cols; c++) {                                    \
-                    float v = o[c] + bias[c];                                              \
-                    o[c] = v < 0.0f ? 0.0f : v;                                            \
+                if (t)                                                                     \
+                    for (Py_ssize_t c = 0; c < cols; c++) t[c] = relu_f32(o[c]);           \
+            } else if (op == 1) {                                                          \
+                for (Py_ssize_t c = 0; c < cols; c++) o[c] = relu_f32(o[c] + bias[c]);     \
+            } else if (op == 2) {                                                          \
+                float *h = hidden + r * cols;                                              \
+                if (gate) {                                                                \
+                    const float *g = gate + r * gate_stride;                               \
+                    for (Py_ssize_t c = 0; c < cols; c++) h[c] += (o[c] + bias[c]) * g[c]; \
+                } else {                                                                   \
+                    for (Py_ssize_t c = 0; c < cols; c++) h[c] += o[c] + bias[c];          \
                 }                                                                          \
-            else if (op == 2)                                                              \
-                for (Py_ssize_t c = 0; c < cols; c++)                                      \
-                    o[c] = 1.0f / (1.0f + exp_f32(-(o[c] + bias[c])));                     \
-            else if (gate) {                                                               \
-                float *h = hidden + r * cols;                                              \
-                const float *g = gate + r * gate_stride;                                   \
-                for (Py_ssize_t c = 0; c < cols; c++) h[c] += (o[c] + bias[c]) * g[c];     \
+                if (t)                                                                     \
+                    for (Py_ssize_t c = 0; c < cols; c++) t[c] = relu_f32(h[c]);           \
             } else {                                                                       \
-                float *h = hidden + r * cols;                                              \
-                for (Py_ssize_t c = 0; c < cols; c++) h[c] += o[c] + bias[c];              \
+                const float x = gate[r * gate_stride];                                     \
+                for (Py_ssize_t c = 0; c < cols; c++)                                      \
+                    o[c] = 1.0f / (1.0f + exp_f32(-(x * hidden[c] + bias[c])));            \
             }                                                                              \
         }                                                                                  \
     }
@@ -463,25 +474,25 @@ EPILOGUE(epilogue_avx2, __attribute__((target("avx2,fma"))))
 #endif
 
 static void (*epilogue_rows)(int, float *, float *, const float *, const float *, Py_ssize_t,
-                             Py_ssize_t, Py_ssize_t) = epilogue_default;
+                             float *, Py_ssize_t, Py_ssize_t) = epilogue_default;
 
 static PyObject *epilogue_py(PyObject *Py_UNUSED(self), PyObject *args) {
     int op;
-    PyObject *o_out, *o_hidden, *o_bias, *o_gate;
+    PyObject *o_out, *o_hidden, *o_bias, *o_gate, *o_relu;
     Py_ssize_t gate_stride, rows, cols;
-    void *out, *hidden, *bias, *gate;
-    if (!PyArg_ParseTuple(args, "iOOOOnnn", &op, &o_out, &o_hidden, &o_bias, &o_gate,
-                          &gate_stride, &rows, &cols))
+    void *out, *hidden, *bias, *gate, *relu_out;
+    if (!PyArg_ParseTuple(args, "iOOOOnOnn", &op, &o_out, &o_hidden, &o_bias, &o_gate,
+                          &gate_stride, &o_relu, &rows, &cols))
         return NULL;
     if (!address(o_out, &out) || !address(o_hidden, &hidden) || !address(o_bias, &bias) ||
-        !address(o_gate, &gate))
+        !address(o_gate, &gate) || !address(o_relu, &relu_out))
         return NULL;
-    if (op < 0 || op > 3) {
-        PyErr_Format(PyExc_ValueError, "epilogue op must be 0-3, got %d", op);
+    if (op < 0 || op > 3 || (op == 2 && !hidden) || (op == 3 && (!hidden || !gate))) {
+        PyErr_Format(PyExc_ValueError, "epilogue op %d: bad op or missing array", op);
         return NULL;
     }
     Py_BEGIN_ALLOW_THREADS
-    epilogue_rows(op, out, hidden, bias, gate, gate_stride, rows, cols);
+    epilogue_rows(op, out, hidden, bias, gate, gate_stride, relu_out, rows, cols);
     Py_END_ALLOW_THREADS
     Py_RETURN_NONE;
 }
@@ -494,10 +505,11 @@ static PyMethodDef methods[] = {
      "(addresses of contiguous float32 arrays, cols int32; log_det (rows,) is added to, "
      "0 to skip)."},
     {"epilogue", epilogue_py, METH_VARARGS,
-     "epilogue(op, out, hidden, bias, gate, gate_stride, rows, cols): the elementwise step "
-     "after a network's matrix product, in place (op 0 bias, 1 bias + relu, 2 bias + "
-     "sigmoid, 3 hidden += (out + bias) * gate; addresses of float32 arrays, gate 0 for "
-     "none)."},
+     "epilogue(op, out, hidden, bias, gate, gate_stride, relu_out, rows, cols): an "
+     "elementwise step of a coupling network, in place (op 0 bias, 1 bias + relu, 2 hidden "
+     "+= (out + bias) * gate, each optionally writing relu of its result into relu_out; 3 "
+     "out = sigmoid(c * hidden + bias) for a one-column context c in gate; addresses of "
+     "float32 arrays, 0 for none)."},
     {"shared_inverse", shared_inverse_py, METH_VARARGS,
      "shared_inverse(z, stride, cols, columns, table, knots, log_det, rows, bins, "
      "tail_bound): the same for a spline whose knots every row shares."},

@@ -50,9 +50,9 @@ from simkit.surrogates.contexts import ContextSource, context_source
 SAMPLER_FILE = "sampler.safetensors"
 SAMPLER_FORMAT = "simkit-flow-sampler"
 SAMPLER_VERSION = "1"
-#: Rows per batch (the torch path's :data:`~simkit.surrogates.fast_flow.BATCH_ROWS`):
-#: a batch's per-bin numbers stay in cache.
-BATCH_ROWS = 4096
+#: Rows per batch: a batch's network activations stay in the core's L2 cache (1024 rows:
+#: 8 % less CPU per event than 4096 on the 2-core machine, interleaved; BENCHMARKS.md).
+BATCH_ROWS = 1024
 #: Events per chunk (one :class:`EventTable` of :meth:`FlowSampler.iter_sample`).
 CHUNK_ROWS = 1 << 17
 
@@ -105,9 +105,9 @@ def gpu_visible() -> bool:
     return any(Path(p).exists() for p in ("/proc/driver/nvidia/version", "/dev/kfd"))
 
 
-#: The compiled epilogues (``_spline.c``): after a product, add the bias; … then relu; …
-#: then sigmoid; hidden += (out + bias) · gate.
-BIAS, BIAS_RELU, SIGMOID, RESIDUAL = range(4)
+#: The compiled epilogues (``_spline.c``): after a product, add the bias; … then relu;
+#: hidden += (out + bias) · gate; the context gates σ(c·w + b) of a one-column context.
+BIAS, BIAS_RELU, RESIDUAL, GATES = range(4)
 
 
 def usable_cores() -> int:
@@ -278,35 +278,46 @@ class FlowSampler:
                 _address(a["free_bins"]), _address(a["free_knots"]), 0, b, k, s["tail_bound"],
             )  # fmt: skip
             width = len(a["b_in"])
-            hidden = np.matmul(table, a["w_in"].T, out=take("hidden", b, width))
-            epilogue(BIAS, _address(hidden), 0, _address(a["b_in"]), 0, 0, b, width)
+            hidden, t, inner, outer = (
+                take(name, b, width) for name in ("hidden", "relu", "inner", "outer")
+            )
+            np.matmul(table, a["w_in"].T, out=hidden)
+            # hidden += bias; t = relu(hidden), the first block's input
+            epilogue(BIAS, _address(hidden), 0, _address(a["b_in"]), 0, 0, _address(t), b, width)
             gate_at = 0
             if gates is not None:
                 w, bias = gates
                 gate = take("gates", b, len(bias))
-                if self.n_context == 1:  # an outer product: no matrix product needed
-                    np.multiply(table[:, f:], w, out=gate)
+                if self.n_context == 1:  # σ(c·w + b) in one pass
+                    epilogue(
+                        GATES, _address(gate), _address(w), _address(bias),
+                        _address(table) + 4 * f, stride, 0, b, len(bias),
+                    )  # fmt: skip
                 else:
                     np.matmul(table[:, f:], w, out=gate)
-                epilogue(SIGMOID, _address(gate), 0, _address(bias), 0, 0, b, len(bias))
+                    gate += bias
+                    np.negative(gate, out=gate)
+                    np.exp(gate, out=gate)
+                    gate += 1.0
+                    np.reciprocal(gate, out=gate)
                 gate_at = _address(gate)
-            t, inner, outer = (take(name, b, width) for name in ("relu", "inner", "outer"))
             for j, (w0, b0, w1, b1) in enumerate(blocks):
-                np.maximum(hidden, 0.0, out=t)
                 np.matmul(t, w0, out=inner)
-                epilogue(BIAS_RELU, _address(inner), 0, _address(b0), 0, 0, b, width)
+                epilogue(BIAS_RELU, _address(inner), 0, _address(b0), 0, 0, 0, b, width)
                 np.matmul(inner, w1, out=outer)
-                block_gate = gate_at and gate_at + 4 * j * width  # float32: 4 bytes
+                # hidden += (outer + b1) · gate; t = relu(hidden) for the next block
+                last = j == len(blocks) - 1
                 epilogue(
                     RESIDUAL, _address(outer), _address(hidden), _address(b1),
-                    block_gate, 2 * width if gate_at else 0, b, width,
+                    gate_at and gate_at + 4 * j * width, 2 * width if gate_at else 0,
+                    0 if last else _address(t), b, width,
                 )  # fmt: skip
             params = []
             for name in ("bins", "slopes"):
                 bias = a[f"b_{name}"]
                 out = take(name, b, len(bias))
                 np.matmul(hidden, a[f"w_{name}"].T, out=out)
-                epilogue(BIAS, _address(out), 0, _address(bias), 0, 0, b, len(bias))
+                epilogue(BIAS, _address(out), 0, _address(bias), 0, 0, 0, b, len(bias))
                 params.append(_address(out))
             spline.conditional_inverse(
                 _address(table), stride, _address(transform), len(transform), *params, 0, b, k,
@@ -358,25 +369,39 @@ class FlowSampler:
         rng = np.random.default_rng([int(seed), 17])  # the contexts: as the torch path
         feature_at = [self.columns_.index(c) for c in self.feature_columns_]
         context_at = [self.columns_.index(c) for c in self.condition_]
-        # the batches run on `threads` threads, each product on one BLAS thread
+
+        def run(first: int, m: int, start: int, events: np.ndarray, context_z) -> None:
+            last = min(first + BATCH_ROWS, m)
+            noise = np.random.default_rng([int(seed), 1, start + first])
+            u = noise.standard_normal((last - first, self.n_features), dtype=np.float32)
+            c = None if context_z is None else context_z[first:last]
+            z = self._batch(u, c)
+            events[first:last, feature_at] = columns.inverse(z, self.maps, columns.NUMPY)
+
+        def submit(start: int):
+            """A chunk's contexts (drawn here, in order) and its batches, queued."""
+            m = min(chunk, n - start)
+            context_phys = context_z = None
+            if source is not None:
+                context_phys = np.asarray(source(start, m, rng), dtype=np.float64)
+                context_z = self.context_z(context_phys)
+            events = np.empty((m, len(self.columns_)), dtype=np.float32)
+            batches = [
+                pool.submit(run, first, m, start, events, context_z)
+                for first in range(0, m, BATCH_ROWS)
+            ]
+            return m, context_phys, events, batches
+
+        # the batches run on `threads` threads, each product on one BLAS thread; the next
+        # chunk is queued before this one is finished and handed out, so that the
+        # threads never wait for the contexts, the checks or the caller
         with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(max(threads, 1)) as pool:
+            pending = submit(0) if n > 0 else None
             for start in range(0, n, chunk):
-                m = min(chunk, n - start)
-                context_phys = context_z = None
-                if source is not None:
-                    context_phys = np.asarray(source(start, m, rng), dtype=np.float64)
-                    context_z = self.context_z(context_phys)
-                events = np.empty((m, len(self.columns_)), dtype=np.float32)
-
-                def run(first: int, m=m, start=start, events=events, context_z=context_z) -> None:
-                    last = min(first + BATCH_ROWS, m)
-                    noise = np.random.default_rng([int(seed), 1, start + first])
-                    u = noise.standard_normal((last - first, self.n_features), dtype=np.float32)
-                    c = None if context_z is None else context_z[first:last]
-                    z = self._batch(u, c)
-                    events[first:last, feature_at] = columns.inverse(z, self.maps, columns.NUMPY)
-
-                list(pool.map(run, range(0, m, BATCH_ROWS)))
+                m, context_phys, events, batches = pending
+                pending = submit(start + chunk) if start + chunk < n else None
+                for batch in batches:
+                    batch.result()
                 if context_phys is not None:
                     events[:, context_at] = context_phys
                 if not np.isfinite(events).all():
