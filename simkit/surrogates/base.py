@@ -42,6 +42,8 @@ from simkit.surrogates import defaults
 from simkit.surrogates.contexts import (
     ContextSource,
     context_source,
+    gather_chunks,
+    generated_table,
 )
 from simkit.surrogates.transforms import ColumnTransform
 
@@ -362,19 +364,7 @@ class Surrogate(HyperParameters):
             events[:, feature_at] = x
             if context_phys is not None:
                 events[:, context_at] = context_phys
-            bad = ~np.isfinite(events).all(axis=1)
-            if bad.any():
-                raise SimkitError(
-                    f"the {self.kind} produced non-finite values in {int(bad.sum())} of {m} "
-                    "events (a model diverged far outside its training data?)"
-                )
-            yield EventTable(
-                features=events,
-                columns=self.columns_,
-                weights=np.ones(m),
-                passed=np.ones(m, bool),
-                units=self.units_,
-            )
+            yield generated_table(events, self.columns_, self.units_, self.kind)
 
     def sample(
         self,
@@ -386,16 +376,9 @@ class Surrogate(HyperParameters):
         device: str | None = None,
     ) -> EventTable:
         """``n`` new events as one :class:`EventTable` (see :meth:`iter_sample`)."""
-        chunks = list(self.iter_sample(n, context, seed=seed, chunk_size=chunk_size, device=device))
-        if not chunks:
-            return EventTable(
-                features=np.zeros((0, len(self.columns_)), np.float32),
-                columns=self.columns_,
-                weights=np.zeros(0),
-                passed=np.zeros(0, bool),
-                units=self.units_,
-            )
-        return EventTable.concatenate(chunks)
+        self._check_fitted()
+        chunks = self.iter_sample(n, context, seed=seed, chunk_size=chunk_size, device=device)
+        return gather_chunks(chunks, self.columns_, self.units_)
 
     # ------------------------------------------------------------------ saving
 

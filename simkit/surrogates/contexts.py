@@ -1,6 +1,8 @@
-"""Where a conditional surrogate's contexts come from: given values, a box, or rows of a
-sample drawn by weight (torch-free: the sampler of :mod:`simkit.surrogates.sampler`
-uses them without importing torch)."""
+"""What a surrogate's sampling needs besides the model, shared by the torch path
+(:meth:`Surrogate.iter_sample <simkit.surrogates.base.Surrogate.iter_sample>`) and the
+torch-free sampler (:mod:`simkit.surrogates.sampler`), without importing torch: where a
+conditional model's contexts come from (given values, a box, or rows of a sample drawn
+by weight), and the checked tables of generated events."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from simkit.errors import SimkitError
+from simkit.events import EventTable
 
 #: ``f(start, m, rng) -> (m, C)`` physical context values for events ``start … start+m``.
 ContextSource = Callable[[int, int, np.random.Generator], np.ndarray]
@@ -101,3 +104,32 @@ def context_source(
     if not np.isfinite(values).all():
         raise SimkitError("context values must be finite")
     return values.shape[0], fixed_contexts(values)
+
+
+def generated_table(events: np.ndarray, columns, units, kind: str) -> EventTable:
+    """A chunk of generated events, float32 (m, columns), as an :class:`EventTable`
+    (weights 1, every event passing); a non-finite value is refused, naming the model."""
+    m = events.shape[0]
+    if not np.isfinite(events).all():
+        bad = int((~np.isfinite(events).all(axis=1)).sum())
+        raise SimkitError(
+            f"the {kind} produced non-finite values in {bad} of {m} events (a model "
+            "diverged far outside its training data?)"
+        )
+    return EventTable(
+        features=events, columns=columns, weights=np.ones(m), passed=np.ones(m, bool), units=units
+    )
+
+
+def gather_chunks(chunks, columns, units) -> EventTable:
+    """The generated chunks as one table (an empty one for no chunks)."""
+    chunks = list(chunks)
+    if not chunks:
+        return EventTable(
+            features=np.zeros((0, len(columns)), np.float32),
+            columns=columns,
+            weights=np.zeros(0),
+            passed=np.zeros(0, bool),
+            units=units,
+        )
+    return EventTable.concatenate(chunks)

@@ -45,7 +45,12 @@ from simkit.errors import FileFormatError, SimkitError
 from simkit.events import EventTable
 from simkit.modelfiles import WEIGHTS_FILE, read_model_arrays, read_model_document, read_safetensors
 from simkit.surrogates import columns
-from simkit.surrogates.contexts import ContextSource, context_source
+from simkit.surrogates.contexts import (
+    ContextSource,
+    context_source,
+    gather_chunks,
+    generated_table,
+)
 
 SAMPLER_FILE = "sampler.safetensors"
 SAMPLER_FORMAT = "simkit-flow-sampler"
@@ -390,7 +395,7 @@ class FlowSampler:
                 pool.submit(run, first, m, start, events, context_z)
                 for first in range(0, m, BATCH_ROWS)
             ]
-            return m, context_phys, events, batches
+            return context_phys, events, batches
 
         # the batches run on `threads` threads, each product on one BLAS thread; the next
         # chunk is queued before this one is finished and handed out, so that the
@@ -398,38 +403,17 @@ class FlowSampler:
         with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(max(threads, 1)) as pool:
             pending = submit(0) if n > 0 else None
             for start in range(0, n, chunk):
-                m, context_phys, events, batches = pending
+                context_phys, events, batches = pending
                 pending = submit(start + chunk) if start + chunk < n else None
                 for batch in batches:
                     batch.result()
                 if context_phys is not None:
                     events[:, context_at] = context_phys
-                if not np.isfinite(events).all():
-                    bad = int((~np.isfinite(events).all(axis=1)).sum())
-                    raise SimkitError(
-                        f"the flow produced non-finite values in {bad} of {m} events (a "
-                        "model diverged far outside its training data?)"
-                    )
-                yield EventTable(
-                    features=events,
-                    columns=self.columns_,
-                    weights=np.ones(m),
-                    passed=np.ones(m, bool),
-                    units=self.units_,
-                )
+                yield generated_table(events, self.columns_, self.units_, self.kind)
 
     def sample(self, n: int | None = None, context=None, **options) -> EventTable:
         """``n`` events as one :class:`EventTable` (see :meth:`iter_sample`)."""
-        chunks = list(self.iter_sample(n, context, **options))
-        if not chunks:
-            return EventTable(
-                features=np.zeros((0, len(self.columns_)), np.float32),
-                columns=self.columns_,
-                weights=np.zeros(0),
-                passed=np.zeros(0, bool),
-                units=self.units_,
-            )
-        return EventTable.concatenate(chunks)
+        return gather_chunks(self.iter_sample(n, context, **options), self.columns_, self.units_)
 
 
 def _maps(config: dict, weights: dict[str, np.ndarray], prefix: str, dtype) -> columns.ColumnMaps:
