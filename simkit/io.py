@@ -36,7 +36,7 @@ import datetime as _dt
 import json
 import os
 import platform
-import tempfile
+import secrets
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -480,9 +480,17 @@ def read_weights(spec: str, n_events: int | None = None) -> np.ndarray:
 
 
 def _temporary_path(path: Path) -> Path:
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    return Path(name)
+    """A new, empty hidden file beside ``path``, created with mode 0666 less the process's
+    umask, as ``open`` would create the file itself (``tempfile.mkstemp`` makes it 0600,
+    and the rename kept that: outputs were unreadable to the user's group)."""
+    for _ in range(100):
+        name = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+        except FileExistsError:
+            continue
+        return name
+    raise SimkitError(f"{path.parent}: cannot create a temporary file beside {path.name}")
 
 
 def _prepare_target(path: str | os.PathLike) -> Path:

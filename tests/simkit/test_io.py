@@ -341,3 +341,19 @@ def test_table_with_labels_and_without_weights_file(tmp_path):
     write_sample(tmp_path / "l.h5", Sample(reco=t))
     np.testing.assert_array_equal(read_sample(tmp_path / "l.h5").labels, [0, 1, 0, 1])
     assert os.path.getsize(tmp_path / "l.h5") > 0
+
+
+def test_written_files_get_the_mode_the_umask_gives(tmp_path):
+    """A file is written under a hidden temporary name and renamed into place; it gets
+    0666 less the umask, like any file the user's programs create (it was 0600)."""
+    umask = os.umask(0o022)
+    try:
+        write_sample(tmp_path / "a.h5", make_sample(10))
+        with SampleWriter.like(tmp_path / "b.h5", make_sample(10)) as out:
+            out.append(make_sample(10))
+        os.umask(0o027)
+        write_sample(tmp_path / "c.h5", make_sample(10))
+    finally:
+        os.umask(umask)
+    modes = [(tmp_path / f).stat().st_mode & 0o777 for f in ("a.h5", "b.h5", "c.h5")]
+    assert modes == [0o644, 0o644, 0o640]
