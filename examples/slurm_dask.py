@@ -8,7 +8,10 @@ folder must be on a filesystem the compute nodes share. A job pre-empted or time
 loses only the shards it was simulating: its shards are retried on the other workers
 (`--requeue` brings the job back), and if the whole run stops, the same command again
 resumes from the finished shards. The file is byte for byte what `simkit generate`
-writes on a laptop with the same seed (with SOURCE_DATE_EPOCH set).
+writes on a laptop with the same seed (with SOURCE_DATE_EPOCH set) when both pick the
+same code of ISA-L's deflate, which compresses the chunks and chooses its code for the
+CPU: across CPU families (an arm64 laptop against an x86-64 cluster) the compressed bytes
+may differ. The events themselves are the same everywhere.
 """
 
 from __future__ import annotations
