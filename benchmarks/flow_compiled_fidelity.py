@@ -42,6 +42,14 @@ def held_out(sim: Path, seed: int):
     return held_out_split(read_sample(sim, levels=["reco"]).reco.passing(), seed)[0]
 
 
+def fits(specs: list[str], sim: Path):
+    """``(folder, seed, held-out events, model)`` per ``FOLDER:SEED`` (the seed of its fit)."""
+    for spec in specs:
+        folder, seed = spec.rsplit(":", 1)
+        seed = int(seed)
+        yield folder, seed, held_out(sim, seed), load_surrogate(folder, device="cpu")
+
+
 class TorchFree:
     """A fitted flow whose ``sample`` is the torch-free sampler's (everything else, e.g.
     ``log_prob`` for the report's NLL, is the model's own)."""
@@ -72,11 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     torch.set_num_threads(1)
     rows = []
-    for spec in args.models:
-        folder, seed = spec.rsplit(":", 1)
-        seed = int(seed)
-        test = held_out(args.sim, seed)
-        model = load_surrogate(folder, device="cpu")
+    for folder, seed, test, model in fits(args.models, args.sim):
         row = {"model": folder, "seed": seed, "events_test": len(test)}
         samples = {}
         for sampler in ("torch", "auto", "torch-free", "normflows"):

@@ -22,10 +22,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from flow_compiled_fidelity import TorchFree, held_out  # this folder, on sys.path
+from flow_compiled_fidelity import TorchFree, fits  # this folder, on sys.path
 
 from simkit.io import write_json
-from simkit.surrogates import load_surrogate
 from simkit.tasks.surrogate import fidelity_report
 
 
@@ -52,11 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     rows = []
-    for spec in args.models:
-        folder, seed = spec.rsplit(":", 1)
-        seed = int(seed)
-        test = held_out(args.sim, seed)
-        model = load_surrogate(folder, device="cpu")
+    for folder, seed, test, model in fits(args.models, args.sim):
         row: dict = {"model": folder, "seed": seed}
         for name, scored in (("torch", model), ("torch-free", TorchFree(model))):
             aucs = []

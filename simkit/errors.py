@@ -34,3 +34,10 @@ class TrainingError(SimkitError, RuntimeError):
 
 class NotFittedError(SimkitError, AttributeError):
     """An estimator used before ``fit`` (or ``load``)."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (200 characters at most), or its type:
+    what a one-line error quotes of a library's exception."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__

@@ -549,12 +549,10 @@ class _DirectChunks:
 
     @staticmethod
     def takes(ds: h5py.Dataset) -> bool:
-        """Whether ``ds`` can be written this way: chunks of whole rows, shuffle + gzip."""
+        """Whether ``ds`` (created with :data:`COMPRESSION` and nothing else) can be
+        written this way: chunks of whole rows of a plain numeric type."""
         return (
             _deflate is not None
-            and ds.chunks is not None
-            and ds.shuffle
-            and ds.compression == "gzip"
             and ds.chunks[1:] == ds.shape[1:]
             and all(ds.shape[1:])
             and ds.dtype.kind in "fiub"

@@ -2,12 +2,14 @@
 ``model.safetensors`` (its numbers), as :func:`simkit.nn.save_model` writes them.
 
 :func:`simkit.nn.load_model` reads a folder into torch tensors for the models' own
-``load``; :func:`read_model_document` and :func:`read_model_arrays` are the torch-free
-half that it shares with the torch-free sampler (:mod:`simkit.surrogates.sampler`).
+``load``; :func:`read_model_document` is the torch-free half that it shares with the
+torch-free sampler (:mod:`simkit.surrogates.sampler`), which reads the weights with
+:func:`read_model_arrays`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Sequence
@@ -15,17 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from simkit.errors import FileFormatError
+from simkit.errors import FileFormatError, first_line
 
 MODEL_FORMAT = "simkit-model"
 MODEL_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
-
-
-def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message (200 characters at most), or its type."""
-    text = str(exc).strip()
-    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 def read_model_document(folder: str | os.PathLike, kind: str | Sequence[str]) -> dict:
@@ -69,8 +65,16 @@ def read_safetensors(path: Path, load) -> dict:
         raise FileFormatError(f"{path}: damaged weights file ({first_line(exc)})") from None
 
 
-def read_model_arrays(folder: str | os.PathLike) -> dict[str, np.ndarray]:
-    """The weights of a model folder as numpy arrays (no torch, nothing unpickled)."""
-    from safetensors.numpy import load_file
+def weights_digest(raw: bytes) -> str:
+    """SHA-256 of a weights file's bytes: what ties a derived file to the weights."""
+    return hashlib.sha256(raw).hexdigest()
 
-    return read_safetensors(Path(folder) / WEIGHTS_FILE, load_file)
+
+def read_model_arrays(folder: str | os.PathLike) -> tuple[dict[str, np.ndarray], str]:
+    """The weights of a model folder as numpy arrays (no torch, nothing unpickled), and
+    the :func:`weights_digest` of their file, from one read."""
+    from safetensors.numpy import load
+
+    path = Path(folder) / WEIGHTS_FILE
+    raw = read_safetensors(path, lambda p: Path(p).read_bytes())
+    return read_safetensors(path, lambda _: load(raw)), weights_digest(raw)

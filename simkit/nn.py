@@ -36,13 +36,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from simkit.errors import FileFormatError, SimkitError, TrainingError
+from simkit.errors import FileFormatError, SimkitError, TrainingError, first_line
 from simkit.interrupt import check as check_interrupt
 from simkit.modelfiles import (
     MODEL_FORMAT,
     MODEL_VERSION,
     WEIGHTS_FILE,
-    first_line,
     read_model_document,
     read_safetensors,
 )

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from simkit.errors import FileFormatError, SimkitError
+from simkit.errors import FileFormatError, SimkitError, first_line
 from simkit.events import EventTable, Sample
 from simkit.formats import ImportResult, require, source_record
 from simkit.formats import dijet as D
@@ -122,16 +122,11 @@ def _store(path: Path):
     try:
         store = pd.HDFStore(path, mode="r")
     except Exception as exc:  # tables raises its own HDF5 errors
-        raise FileFormatError(f"{path}: unreadable by pandas ({_first_line(exc)})") from None
+        raise FileFormatError(f"{path}: unreadable by pandas ({first_line(exc)})") from None
     try:
         yield store
     finally:
         store.close()
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__
 
 
 def _describe(store, key: str) -> tuple[tuple[str, ...], int, bool] | None:
@@ -271,7 +266,7 @@ def _read_rows(
         frame = store.select(layout.key, start=start, stop=stop)
     except Exception as exc:
         raise FileFormatError(
-            f"{path}: rows {start}–{stop} are unreadable (a truncated file?): {_first_line(exc)}"
+            f"{path}: rows {start}–{stop} are unreadable (a truncated file?): {first_line(exc)}"
         ) from None
     if len(frame) != stop - start:
         raise FileFormatError(

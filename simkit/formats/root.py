@@ -58,7 +58,7 @@ from pathlib import Path
 
 import numpy as np
 
-from simkit.errors import FileFormatError, SimkitError
+from simkit.errors import FileFormatError, SimkitError, first_line
 from simkit.events import EventTable, Sample
 from simkit.formats import ImportResult, expand_paths, require, source_record
 from simkit.formats import dijet as D
@@ -386,8 +386,8 @@ def _open_tree(path: Path, tree: str):
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0].split(" (in compiled code")[0][:200] if text else type(exc).__name__
+    # uproot's messages end with where in its compiled code they arose: not the user's
+    return first_line(exc).split(" (in compiled code")[0]
 
 
 def _check_branches(path: Path, tree, tree_name: str, exprs, selection, aliases, language):

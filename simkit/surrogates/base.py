@@ -41,6 +41,8 @@ from simkit.params import HyperParameters
 from simkit.surrogates import defaults
 from simkit.surrogates.contexts import (
     ContextSource,
+    chunk_rows,
+    context_rng,
     context_source,
     gather_chunks,
     generated_table,
@@ -337,16 +339,12 @@ class Surrogate(HyperParameters):
         """
         self._check_fitted()
         n, source = self._context_source(n, context)
-        if n < 0:
-            raise SimkitError(f"cannot sample {n} events")
         dev = resolve_device(device or self.device)
-        chunk = int(chunk_size or (1 << 20 if dev.type == "cuda" else 1 << 17))
-        if chunk < 1:
-            raise SimkitError(f"chunk size must be positive, got {chunk}")
+        chunk = chunk_rows(chunk_size, 1 << 20 if dev.type == "cuda" else 1 << 17)
         self.net_.to(dev).eval()
         self.transform_.to(dev)
         generator = torch.Generator(device=dev).manual_seed(int(seed))
-        rng = np.random.default_rng([int(seed), 17])
+        rng = context_rng(seed)
         feature_at = [self.columns_.index(c) for c in self.feature_columns_]
         context_at = [self.columns_.index(c) for c in self.condition_]
         precision = self.precision or self.default_precision

@@ -16,9 +16,9 @@ standardization ``(y − mean)/std``. :func:`inverse` undoes them and floors the
 (dequantized) columns back to integers.
 
 >>> import numpy as np
->>> maps = ColumnMaps.build(
-...     mean=[0.0, 0.0], std=[1.0, 1.0], low=[0.0, 0.0], high=[1.0, 1.0],
-...     kinds=("log", "logit"), discrete=(False, False), array=np.asarray)
+>>> config = {"columns": ["m", "tau"], "kinds": ["log", "logit"], "discrete": [0, 0]}
+>>> numbers = {"mean": [0.0, 0.0], "std": [1.0, 1.0], "low": [0.0, 0.0], "high": [1.0, 1.0]}
+>>> maps = ColumnMaps.from_config(config, numbers, np.asarray)
 >>> z, _ = forward(np.array([[1.0, 0.5]]), maps, NUMPY)
 >>> z.tolist(), inverse(z, maps, NUMPY).tolist()
 ([[0.0, 0.0]], [[1.0, 0.5]])
@@ -27,7 +27,7 @@ standardization ``(y − mean)/std``. :func:`inverse` undoes them and floors the
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,33 +105,24 @@ class ColumnMaps:
     offset: float = AZIMUTH_OFFSET
 
     @classmethod
-    def build(
-        cls,
-        *,
-        mean,
-        std,
-        low,
-        high,
-        kinds: Sequence[str],
-        discrete: Sequence[bool],
-        array: Callable,
-        reference: int | None = None,
-        relative: Sequence[int] = (),
-        offset: float = AZIMUTH_OFFSET,
-    ) -> ColumnMaps:
-        """From per-column numbers and kinds; ``array`` makes an array of the wanted
-        library, dtype and device from a sequence."""
+    def from_config(cls, config: Mapping, numbers: Mapping, array: Callable) -> ColumnMaps:
+        """From a transform's description (``ColumnTransform.config()``: columns, kinds,
+        discrete, azimuth) and its fitted ``numbers`` (``mean``, ``std``, ``low``,
+        ``high``); ``array`` turns each into an array of the wanted library, dtype and
+        device."""
+        names = list(config["columns"])
+        kinds, frame = config["kinds"], config.get("azimuth")
         return cls(
-            mean=array(mean),
-            std=array(std),
-            low=array(low),
-            high=array(high),
+            mean=array(numbers["mean"]),
+            std=array(numbers["std"]),
+            low=array(numbers["low"]),
+            high=array(numbers["high"]),
             log=[j for j, k in enumerate(kinds) if k == "log"],
             logit=[j for j, k in enumerate(kinds) if k == "logit"],
-            discrete=[j for j, d in enumerate(discrete) if d],
-            reference=reference,
-            relative=list(relative) if reference is not None else None,
-            offset=offset,
+            discrete=[j for j, d in enumerate(config["discrete"]) if d],
+            reference=None if frame is None else names.index(frame["reference"]),
+            relative=None if frame is None else [names.index(c) for c in frame["relative"]],
+            offset=AZIMUTH_OFFSET if frame is None else float(frame["offset"]),
         )
 
 

@@ -71,6 +71,14 @@ def fixed_contexts(values: np.ndarray) -> ContextSource:
     return draw
 
 
+def _count(n: int | None) -> int:
+    if n is None:
+        raise SimkitError("say how many events to sample")
+    if n < 0:
+        raise SimkitError(f"cannot sample {n} events")
+    return int(n)
+
+
 def context_source(
     condition: Sequence[str], n: int | None, context
 ) -> tuple[int, ContextSource | None]:
@@ -82,15 +90,11 @@ def context_source(
     if not condition:
         if context is not None:
             raise SimkitError("this surrogate is not conditioned on anything: no context")
-        if n is None:
-            raise SimkitError("say how many events to sample")
-        return int(n), None
+        return _count(n), None
     if context is None:
         raise SimkitError(f"this surrogate is conditioned on {', '.join(condition)}: give contexts")
     if callable(context):
-        if n is None:
-            raise SimkitError("say how many events to sample")
-        return int(n), context
+        return _count(n), context
     values = np.asarray(context, dtype=np.float64)
     if values.ndim == 1:
         values = values[:, None]
@@ -133,3 +137,17 @@ def gather_chunks(chunks, columns, units) -> EventTable:
             units=units,
         )
     return EventTable.concatenate(chunks)
+
+
+def chunk_rows(chunk_size: int | None, default: int) -> int:
+    """Events per generated chunk: ``chunk_size``, or ``default`` when it is None."""
+    chunk = int(chunk_size or default)
+    if chunk < 1:
+        raise SimkitError(f"chunk size must be positive, got {chunk}")
+    return chunk
+
+
+def context_rng(seed: int) -> np.random.Generator:
+    """The stream a sampling call with ``seed`` draws its contexts from (both sampling
+    paths: the same seed draws the same contexts)."""
+    return np.random.default_rng([int(seed), 17])

@@ -707,11 +707,7 @@ class FastSplineFlow:
                 named.update({f"b{j}.{k}": getattr(block, k) for k in ("w0", "b0", "w1", "b1")})
             arrays.update({f"c{i}.{k}": v for k, v in named.items()})
         arrays = {
-            k: np.ascontiguousarray(
-                v.numpy().astype(
-                    np.int32 if k == "order" or not v.is_floating_point() else np.float32
-                )
-            )
+            k: np.ascontiguousarray(v.numpy(), np.float32 if v.is_floating_point() else np.int32)
             for k, v in arrays.items()
         }
         settings = {

@@ -31,7 +31,6 @@ takes the torch path.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import threading
@@ -43,10 +42,18 @@ import numpy as np
 
 from simkit.errors import FileFormatError, SimkitError
 from simkit.events import EventTable
-from simkit.modelfiles import WEIGHTS_FILE, read_model_arrays, read_model_document, read_safetensors
+from simkit.modelfiles import (
+    WEIGHTS_FILE,
+    read_model_arrays,
+    read_model_document,
+    read_safetensors,
+    weights_digest,
+)
 from simkit.surrogates import columns
 from simkit.surrogates.contexts import (
     ContextSource,
+    chunk_rows,
+    context_rng,
     context_source,
     gather_chunks,
     generated_table,
@@ -76,11 +83,6 @@ def compiled_stage():
     return _spline
 
 
-def weights_digest(folder: str | os.PathLike) -> str:
-    """SHA-256 of a model folder's ``model.safetensors``."""
-    return hashlib.sha256((Path(folder) / WEIGHTS_FILE).read_bytes()).hexdigest()
-
-
 def write_sampler(folder: str | os.PathLike, arrays: dict[str, np.ndarray], settings: dict) -> Path:
     """Write ``sampler.safetensors`` into a saved model folder (atomically), tied to its
     current ``model.safetensors`` by digest."""
@@ -92,7 +94,7 @@ def write_sampler(folder: str | os.PathLike, arrays: dict[str, np.ndarray], sett
         "format": SAMPLER_FORMAT,
         "version": SAMPLER_VERSION,
         "settings": json.dumps(settings, sort_keys=True),
-        "model_sha256": weights_digest(folder),
+        "model_sha256": weights_digest((folder / WEIGHTS_FILE).read_bytes()),
     }
     save_file(arrays, str(tmp), metadata=metadata)
     os.replace(tmp, folder / SAMPLER_FILE)
@@ -197,7 +199,6 @@ class FlowSampler:
         it has no current ``sampler.safetensors`` or this machine lacks the compiled stage
         (a damaged folder is a :class:`~simkit.errors.FileFormatError`)."""
         from safetensors import safe_open
-        from safetensors.numpy import load_file
 
         folder = Path(folder)
         document = read_model_document(folder, ("surrogate-flow", "surrogate-gan"))
@@ -206,18 +207,20 @@ class FlowSampler:
         path = folder / SAMPLER_FILE
         if not path.exists():
             raise NoSampler(f"no {SAMPLER_FILE} in the folder (saved before it existed?)")
-        if compiled_stage() is None:
-            raise NoSampler("the compiled spline stage was not built on this machine")
+
+        def read(name: str):
+            with safe_open(name, "np") as stored:
+                return stored.metadata() or {}, {k: stored.get_tensor(k) for k in stored.keys()}
+
         try:  # a damaged sampler file leaves the torch path, which does not read it
-            metadata = read_safetensors(path, lambda p: safe_open(p, "np").metadata()) or {}
-            arrays = read_safetensors(path, load_file)
+            metadata, arrays = read_safetensors(path, read)
         except FileFormatError as exc:
             raise NoSampler(str(exc)) from None
         if (metadata.get("format"), metadata.get("version")) != (SAMPLER_FORMAT, SAMPLER_VERSION):
             raise NoSampler(f"{SAMPLER_FILE} is of another format or version")
-        if metadata.get("model_sha256") != weights_digest(folder):
+        weights, digest = read_model_arrays(folder)
+        if metadata.get("model_sha256") != digest:
             raise NoSampler(f"{SAMPLER_FILE} was written for other weights than {WEIGHTS_FILE}")
-        weights = read_model_arrays(folder)
         try:
             config = document["config"]
             settings = json.loads(metadata["settings"])
@@ -365,13 +368,9 @@ class FlowSampler:
         from threadpoolctl import threadpool_limits
 
         n, source = context_source(self.condition_, n, context)
-        if n < 0:
-            raise SimkitError(f"cannot sample {n} events")
-        chunk = int(chunk_size or CHUNK_ROWS)
-        if chunk < 1:
-            raise SimkitError(f"chunk size must be positive, got {chunk}")
+        chunk = chunk_rows(chunk_size, CHUNK_ROWS)
         threads = int(threads or usable_cores())
-        rng = np.random.default_rng([int(seed), 17])  # the contexts: as the torch path
+        rng = context_rng(seed)
         feature_at = [self.columns_.index(c) for c in self.feature_columns_]
         context_at = [self.columns_.index(c) for c in self.condition_]
 
@@ -418,17 +417,5 @@ class FlowSampler:
 
 def _maps(config: dict, weights: dict[str, np.ndarray], prefix: str, dtype) -> columns.ColumnMaps:
     """A saved column transform's maps (its ``config()`` and buffers) in numpy ``dtype``."""
-    names = list(config["columns"])
-    frame = config.get("azimuth")
-    return columns.ColumnMaps.build(
-        mean=weights[prefix + "mean"],
-        std=weights[prefix + "std"],
-        low=weights[prefix + "low"],
-        high=weights[prefix + "high"],
-        kinds=config["kinds"],
-        discrete=config["discrete"],
-        array=lambda values: np.asarray(values).astype(dtype),
-        reference=None if frame is None else names.index(frame["reference"]),
-        relative=() if frame is None else [names.index(c) for c in frame["relative"]],
-        offset=columns.AZIMUTH_OFFSET if frame is None else float(frame["offset"]),
-    )
+    numbers = {k: weights[prefix + k] for k in ("mean", "std", "low", "high")}
+    return columns.ColumnMaps.from_config(config, numbers, lambda v: np.asarray(v, dtype))

@@ -212,15 +212,6 @@ class ColumnTransform(nn.Module):
         self.register_buffer("std", torch.ones(width, dtype=torch.float64))
         self.register_buffer("low", torch.zeros(width, dtype=torch.float64))
         self.register_buffer("high", torch.ones(width, dtype=torch.float64))
-        self._index()
-
-    def _index(self) -> None:
-        def where(kind):
-            return [i for i, k in enumerate(self.kinds_) if k == kind]
-
-        self._log = where("log")
-        self._logit = where("logit")
-        self._discrete = [i for i, d in enumerate(self.discrete_) if d]
 
     def _set_azimuth(self, reference: str, relative: Sequence[str], offset: float) -> None:
         names = [reference, *relative]
@@ -235,8 +226,6 @@ class ColumnTransform(nn.Module):
             "relative": [str(c) for c in relative],
             "offset": float(offset),
         }
-        self._reference = self.columns.index(reference)
-        self._relative = [self.columns.index(c) for c in relative]
 
     def to_frame(self, x: np.ndarray) -> np.ndarray:
         """Physical values with the relative angles in the azimuthal frame (a float64 copy)."""
@@ -262,19 +251,8 @@ class ColumnTransform(nn.Module):
             def array(values: torch.Tensor):
                 return values.detach().cpu().numpy().astype(like)
 
-        frame = self.azimuth_
-        return columns.ColumnMaps.build(
-            mean=self.mean,
-            std=self.std,
-            low=self.low,
-            high=self.high,
-            kinds=self.kinds_,
-            discrete=self.discrete_,
-            array=array,
-            reference=None if frame is None else self._reference,
-            relative=() if frame is None else self._relative,
-            offset=AZIMUTH_OFFSET if frame is None else frame["offset"],
-        )
+        numbers = {"mean": self.mean, "std": self.std, "low": self.low, "high": self.high}
+        return columns.ColumnMaps.from_config(self.config(), numbers, array)
 
     # ------------------------------------------------------------------ fitting
 
@@ -332,8 +310,7 @@ class ColumnTransform(nn.Module):
         self.discrete_ = tuple(discrete)
         self.low.copy_(torch.as_tensor(low))
         self.high.copy_(torch.as_tensor(high))
-        self._index()
-        if self._discrete:
+        if any(self.discrete_):
             x = self.dequantize(x, rng or np.random.default_rng(0))
         self._check_framed(x)
         y = self._to_real_line(torch.as_tensor(x))[0].numpy()
@@ -345,8 +322,9 @@ class ColumnTransform(nn.Module):
     def dequantize(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """``n + u``, ``u ~ U(0, 1)``, in the discrete columns (a copy; float64)."""
         x = np.array(x, dtype=np.float64)
-        if self._discrete:
-            x[:, self._discrete] += rng.random((x.shape[0], len(self._discrete)))
+        discrete = [j for j, d in enumerate(self.discrete_) if d]
+        if discrete:
+            x[:, discrete] += rng.random((x.shape[0], len(discrete)))
         return x
 
     def check(self, x: np.ndarray) -> None:
