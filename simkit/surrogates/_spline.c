@@ -26,6 +26,7 @@
 #include <Python.h>
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 #define MAX_BINS 64
 /* Rows per chunk: a chunk's bin weights (rows x 2 x D x K floats) stay in L1/L2. */
@@ -343,7 +344,9 @@ INLINE void shared_rows(const Args *a, int k, const Scratch *s) {
     }
 }
 
-/* One build for any x86-64 and one for AVX2 + FMA, chosen when the module loads. */
+/* One build for any x86-64, one for AVX2 + FMA and one for AVX-512, chosen when the module
+ * loads. The arithmetic is the same in all three (no contraction, IEEE division and
+ * square root): they give the same bits, only more lanes at a time. */
 #define SPLINE_ROWS(name, attributes)                                                   \
     attributes static void name(const Args *a, int conditional, const Scratch *s) {   \
         if (conditional)                                                                \
@@ -361,6 +364,8 @@ SPLINE_ROWS(spline_rows_default, )
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define HAVE_AVX2_BUILD 1
 SPLINE_ROWS(spline_rows_avx2, __attribute__((target("avx2,fma"))))
+#define AVX512 "avx512f,avx512dq,avx512vl,avx512bw,avx2,fma"
+SPLINE_ROWS(spline_rows_avx512, __attribute__((target(AVX512))))
 #endif
 
 static void (*spline_rows)(const Args *, int, const Scratch *) = spline_rows_default;
@@ -471,6 +476,7 @@ INLINE float relu_f32(float v) { return v < 0.0f ? 0.0f : v; }
 EPILOGUE(epilogue_default, )
 #ifdef HAVE_AVX2_BUILD
 EPILOGUE(epilogue_avx2, __attribute__((target("avx2,fma"))))
+EPILOGUE(epilogue_avx512, __attribute__((target(AVX512))))
 #endif
 
 static void (*epilogue_rows)(int, float *, float *, const float *, const float *, Py_ssize_t,
@@ -497,6 +503,70 @@ static PyObject *epilogue_py(PyObject *Py_UNUSED(self), PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* The builds of the loops, best last: the module takes the best this CPU runs. */
+typedef struct {
+    const char *name;
+    void (*spline)(const Args *, int, const Scratch *);
+    void (*epilogue)(int, float *, float *, const float *, const float *, Py_ssize_t, float *,
+                     Py_ssize_t, Py_ssize_t);
+} Build;
+
+static const Build builds[] = {
+#ifdef HAVE_AVX2_BUILD
+    {"x86-64", spline_rows_default, epilogue_default},
+    {"avx2+fma", spline_rows_avx2, epilogue_avx2},
+    {"avx512", spline_rows_avx512, epilogue_avx512},
+#else
+    {"generic", spline_rows_default, epilogue_default},
+#endif
+};
+#define N_BUILDS ((int)(sizeof(builds) / sizeof(builds[0])))
+
+static int runs_here(int i) {
+#ifdef HAVE_AVX2_BUILD
+    if (i == 0) return 1;
+    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return 0;
+    return i == 1 || (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+                      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw"));
+#else
+    return i == 0;
+#endif
+}
+
+static int use_build(PyObject *module, int i) {
+    PyObject *name = PyUnicode_FromString(builds[i].name);
+    if (!name || PyObject_SetAttrString(module, "instruction_set", name) < 0) {
+        Py_XDECREF(name);
+        return -1;
+    }
+    Py_DECREF(name);
+    spline_rows = builds[i].spline;
+    epilogue_rows = builds[i].epilogue;
+    return 0;
+}
+
+/* use(name): switch to another build this CPU runs (tests compare their numbers); returns
+ * the name of the build that was in use. */
+static PyObject *use_py(PyObject *module, PyObject *args) {
+    const char *name;
+    if (!PyArg_ParseTuple(args, "s", &name)) return NULL;
+    for (int i = 0; i < N_BUILDS; i++) {
+        if (strcmp(name, builds[i].name) != 0) continue;
+        if (!runs_here(i)) {
+            PyErr_Format(PyExc_ValueError, "this CPU cannot run the %s build", name);
+            return NULL;
+        }
+        PyObject *previous = PyObject_GetAttrString(module, "instruction_set");
+        if (!previous || use_build(module, i) < 0) {
+            Py_XDECREF(previous);
+            return NULL;
+        }
+        return previous;
+    }
+    PyErr_Format(PyExc_ValueError, "no build named %s", name);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"conditional_inverse", conditional_inverse_py, METH_VARARGS,
      "conditional_inverse(z, stride, cols, columns, bin_logits, derivative_logits, log_det, "
@@ -513,6 +583,9 @@ static PyMethodDef methods[] = {
     {"shared_inverse", shared_inverse_py, METH_VARARGS,
      "shared_inverse(z, stride, cols, columns, table, knots, log_det, rows, bins, "
      "tail_bound): the same for a spline whose knots every row shares."},
+    {"use", use_py, METH_VARARGS,
+     "use(name): evaluate with another of the builds in instruction_sets (all give the same "
+     "numbers; tests compare them); returns the name of the one in use before."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -523,20 +596,26 @@ static struct PyModuleDef module = {
 };
 
 PyMODINIT_FUNC PyInit__spline(void) {
-    PyObject *m = PyModule_Create(&module);
-    const char *isa = "x86-64";
 #ifdef HAVE_AVX2_BUILD
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-        spline_rows = spline_rows_avx2;
-        epilogue_rows = epilogue_avx2;
-        isa = "avx2+fma";
-    }
-#else
-    isa = "generic";
 #endif
-    if (m && (PyModule_AddStringConstant(m, "instruction_set", isa) < 0 ||
-              PyModule_AddIntConstant(m, "max_bins", MAX_BINS) < 0)) {
+    PyObject *m = PyModule_Create(&module);
+    if (!m) return NULL;
+    PyObject *usable = PyTuple_New(0);
+    int best = 0;
+    for (int i = 0; usable && i < N_BUILDS; i++) {
+        if (!runs_here(i)) continue;
+        best = i;
+        PyObject *name = PyUnicode_FromString(builds[i].name);
+        if (!name || _PyTuple_Resize(&usable, PyTuple_GET_SIZE(usable) + 1) < 0) {
+            Py_XDECREF(name);
+            break;
+        }
+        PyTuple_SET_ITEM(usable, PyTuple_GET_SIZE(usable) - 1, name);
+    }
+    if (!usable || PyModule_AddObject(m, "instruction_sets", usable) < 0 ||
+        use_build(m, best) < 0 || PyModule_AddIntConstant(m, "max_bins", MAX_BINS) < 0) {
+        Py_XDECREF(usable);
         Py_DECREF(m);
         return NULL;
     }

@@ -142,6 +142,50 @@ def test_extreme_bin_logits_take_the_stable_softmax(compiled):
 
 
 @pytest.mark.skipif(not compiled_spline_available(), reason="compiled stage not built")
+def test_every_build_of_the_compiled_stage_gives_the_same_bits():
+    """The compiled stage is built for plain x86-64, AVX2 + FMA and AVX-512 and takes the
+    best this CPU runs; the arithmetic is the same in each (no contraction), so samples,
+    log-dets, the stable-softmax branch, non-finite noise and the sampler's network
+    epilogues (one-column context gates included) come out bit for bit alike (a NaN
+    is a NaN in each, its sign bit aside)."""
+    from simkit.events import EventTable
+    from simkit.surrogates import _spline
+    from simkit.surrogates.sampler import FlowSampler
+
+    flow = _random_flow(7, 1, n_layers=3, hidden=16)
+    with torch.no_grad():  # one coupling's bins beyond exp's safe range
+        flow.flows[0].prqct.transform_net.final_layer.bias.mul_(EXP_SAFE * 40)
+    fast = FastSplineFlow.from_normflows(flow)
+    model = FlowSurrogate(condition=["c"], n_layers=2, hidden=16, epochs=1, device="cpu")
+    rng = np.random.default_rng(3)
+    table = {"c": rng.normal(5, 1, 600), "x": rng.normal(0, 1, 600), "y": rng.gamma(2, 1, 600)}
+    sampler = FlowSampler.from_surrogate(model.fit(EventTable.from_columns(table)))
+    u, c = torch.randn(3000, 7), torch.randn(3000, 1)
+    u[5, 1], u[9, 3] = float("nan"), float("inf")
+    u_s = rng.standard_normal((3000, 2), dtype=np.float32)
+    c_s = rng.normal(0, 2, (3000, 1)).astype(np.float32)
+    results = {}
+    before = _spline.instruction_set
+    try:
+        for build in _spline.instruction_sets:
+            _spline.use(build)
+            with torch.inference_mode():
+                x, log_det = fast.forward_and_log_det(u, c)
+            results[build] = (x.numpy().copy(), log_det.numpy().copy(), sampler.flow(u_s, c_s))
+    finally:
+        _spline.use(before)
+    assert len(results) >= 1
+    first = next(iter(results.values()))
+    for build, arrays in results.items():
+        for got, want in zip(arrays, first):
+            np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=build)
+            number = ~np.isnan(want)  # a NaN's sign bit may differ between builds
+            assert got[number].tobytes() == want[number].tobytes(), build
+    with pytest.raises(ValueError, match="no build named"):
+        _spline.use("not-a-build")
+
+
+@pytest.mark.skipif(not compiled_spline_available(), reason="compiled stage not built")
 def test_compiled_and_torch_paths_treat_non_finite_noise_alike():
     fast = FastSplineFlow.from_normflows(_random_flow(6, 1, n_layers=4, hidden=16))
     u, c = torch.randn(300, 6), torch.randn(300, 1)
