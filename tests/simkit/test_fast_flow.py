@@ -177,7 +177,7 @@ def test_every_build_of_the_compiled_stage_gives_the_same_bits():
     assert len(results) >= 1
     first = next(iter(results.values()))
     for build, arrays in results.items():
-        for got, want in zip(arrays, first):
+        for got, want in zip(arrays, first, strict=True):
             np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=build)
             number = ~np.isnan(want)  # a NaN's sign bit may differ between builds
             assert got[number].tobytes() == want[number].tobytes(), build
