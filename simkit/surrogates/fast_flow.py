@@ -86,8 +86,9 @@ def compiled_spline_available() -> bool:
 
 
 def compiled_instruction_set() -> str | None:
-    """The build of the compiled stage in use (``avx2+fma`` or ``x86-64`` on x86-64,
-    ``generic`` elsewhere), chosen when it loads; ``None`` where it was not built."""
+    """The build of the compiled stage in use (``avx512``, ``avx2+fma`` or ``x86-64`` on
+    x86-64, ``generic`` elsewhere; the best the CPU runs, chosen when it loads, each giving
+    the same numbers); ``None`` where it was not built."""
     return None if _compiled is None else _compiled.instruction_set
 
 
