@@ -19,6 +19,12 @@ is 2.4 s of CPU here) and the rate the command itself reports (sampling and writ
         --sim runs/bench-surrogates-17/qcd.h5 -o runs/sample-ab --rounds 3
 
 Results in ``-o``/results.jsonl (one line per run) and a summary printed at the end.
+
+``--avx2-class`` runs both versions as on a CPU without AVX-512 (most laptops): numpy's
+OpenBLAS with its Haswell kernels (``OPENBLAS_CORETYPE``), torch's own kernels, MKL and
+oneDNN capped at AVX2 (``ATEN_CPU_CAPABILITY``, ``MKL_ENABLE_INSTRUCTIONS``,
+``ONEDNN_MAX_CPU_ISA``) and simkit's compiled stage on its AVX2 + FMA build
+(``_spline.use``). It caps instruction sets only; caches and clocks stay this CPU's.
 """
 
 from __future__ import annotations
@@ -37,12 +43,28 @@ ROOT = Path(__file__).resolve().parents[1]
 RATE = re.compile(r"\(([\d,]+) events/s")
 
 
-def simkit_command(version: str, before: Path) -> tuple[list[str], dict]:
+#: --avx2-class: the environment that caps numpy's, torch's, MKL's and oneDNN's kernels
+AVX2_CLASS = {
+    "OPENBLAS_CORETYPE": "Haswell",
+    "ATEN_CPU_CAPABILITY": "avx2",
+    "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+    "ONEDNN_MAX_CPU_ISA": "AVX2",
+}
+#: ... and what the "after" process runs first (an older version has no compiled stage)
+AVX2_STAGE = (
+    "from simkit.surrogates import _spline\n"
+    "if 'avx2+fma' in _spline.instruction_sets: _spline.use('avx2+fma')\n"
+)
+
+
+def simkit_command(version: str, before: Path, avx2_class: bool = False) -> tuple[list[str], dict]:
     """The command line that runs one version's CLI, and its environment. Run it from
     ``before.parent``: ``python -c`` puts the working directory first on sys.path, so
     from this checkout it would import this checkout whatever PYTHONPATH says."""
-    env = dict(os.environ)
+    env = dict(os.environ) | (AVX2_CLASS if avx2_class else {})
     code = "import sys; from simkit.cli import main; sys.exit(main())"
+    if avx2_class and version == "after":
+        code = AVX2_STAGE + code.replace("; ", "\n")
     if version == "before":
         env["PYTHONPATH"] = str(before)  # ahead of the installed (editable) simkit
     else:
@@ -59,8 +81,8 @@ def checkout(commit: str, folder: Path) -> Path:
     return folder
 
 
-def run(version: str, before: Path, args: list[str]) -> tuple[float, str]:
-    command, env = simkit_command(version, before)
+def run(version: str, before: Path, args: list[str], avx2_class: bool) -> tuple[float, str]:
+    command, env = simkit_command(version, before, avx2_class)
     start = time.perf_counter()
     done = subprocess.run(
         [*command, *args], env=env, capture_output=True, text=True, cwd=before.parent
@@ -79,6 +101,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--models", nargs="+", default=["plain", "cond"])
     parser.add_argument("-o", "--output", required=True, type=Path, help="work folder")
+    parser.add_argument(
+        "--avx2-class", action="store_true", help="cap both versions' kernels at AVX2"
+    )
     args = parser.parse_args(argv)
     out = args.output.resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -99,7 +124,7 @@ def main(argv: list[str] | None = None) -> None:
             if not folder.exists():
                 extra = ["--condition", "mjj"] if model == "cond" else []
                 fit = ["surrogate", "fit", "--kind", "flow", "--input", sim, *extra, "--epochs=1"]
-                run(version, before, [*fit, "--seed", "1", "-q", "-o", str(folder)])
+                run(version, before, [*fit, "--seed", "1", "-q", "-o", str(folder)], False)
 
     log = out / "results.jsonl"
     for round_ in range(1, args.rounds + 1):
@@ -111,7 +136,10 @@ def main(argv: list[str] | None = None) -> None:
                 sample = ["surrogate", "sample", str(out / f"{version}-{model}"), *extra]
                 seed = ["--seed", str(round_)]
                 wall, line = run(
-                    version, before, [*sample, "-n", str(args.events), *seed, "-o", str(target)]
+                    version,
+                    before,
+                    [*sample, "-n", str(args.events), *seed, "-o", str(target)],
+                    args.avx2_class,
                 )
                 found = RATE.search(line)
                 entry = {
@@ -122,6 +150,7 @@ def main(argv: list[str] | None = None) -> None:
                     "reported_rate": int(found.group(1).replace(",", "")) if found else None,
                     "summary": line,
                     "load": Path("/proc/loadavg").read_text().split()[0],
+                    "avx2_class": args.avx2_class,
                 }
                 print(json.dumps(entry), flush=True)
                 with log.open("a") as stream:
