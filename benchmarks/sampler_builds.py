@@ -27,10 +27,10 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from flow_sampling_stages import StageClock, toy_surrogate  # noqa: E402
+from flow_sampling_stages import StageClock, toy_surrogate
 
-from simkit.surrogates import _spline  # noqa: E402
-from simkit.surrogates.sampler import GATES, FlowSampler  # noqa: E402
+from simkit.surrogates import _spline
+from simkit.surrogates.sampler import GATES, FlowSampler
 
 
 def timed_stage(clock: StageClock) -> types.SimpleNamespace:
@@ -76,8 +76,8 @@ def main(argv: list[str] | None = None) -> int:
                     sampler.flow(u, c)
                     total = time.process_time() - t0
                     stages = {k: v / args.events * 1e6 for k, v in clock.seconds.items()}
-                    stages["rest (matrix products, copies)"] = (
-                        total / args.events * 1e6 - sum(stages.values())
+                    stages["rest (matrix products, copies)"] = total / args.events * 1e6 - sum(
+                        stages.values()
                     )
                     stages["total"] = total / args.events * 1e6
                     results[build].append(stages)
