@@ -601,21 +601,23 @@ PyMODINIT_FUNC PyInit__spline(void) {
 #endif
     PyObject *m = PyModule_Create(&module);
     if (!m) return NULL;
-    PyObject *usable = PyTuple_New(0);
+    PyObject *names = PyList_New(0), *usable = NULL;
     int best = 0;
-    for (int i = 0; usable && i < N_BUILDS; i++) {
+    for (int i = 0; names && i < N_BUILDS; i++) {
         if (!runs_here(i)) continue;
         best = i;
         PyObject *name = PyUnicode_FromString(builds[i].name);
-        if (!name || _PyTuple_Resize(&usable, PyTuple_GET_SIZE(usable) + 1) < 0) {
-            Py_XDECREF(name);
-            break;
-        }
-        PyTuple_SET_ITEM(usable, PyTuple_GET_SIZE(usable) - 1, name);
+        if (!name || PyList_Append(names, name) < 0) Py_CLEAR(names);
+        Py_XDECREF(name);
     }
-    if (!usable || PyModule_AddObject(m, "instruction_sets", usable) < 0 ||
-        use_build(m, best) < 0 || PyModule_AddIntConstant(m, "max_bins", MAX_BINS) < 0) {
-        Py_XDECREF(usable);
+    if (names) usable = PyList_AsTuple(names);
+    Py_XDECREF(names);
+    if (!usable || PyModule_AddObject(m, "instruction_sets", usable) < 0) {
+        Py_XDECREF(usable); /* PyModule_AddObject takes it only when it succeeds */
+        Py_DECREF(m);
+        return NULL;
+    }
+    if (use_build(m, best) < 0 || PyModule_AddIntConstant(m, "max_bins", MAX_BINS) < 0) {
         Py_DECREF(m);
         return NULL;
     }
