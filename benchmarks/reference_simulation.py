@@ -16,24 +16,18 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import platform
 import tempfile
 import time
 from pathlib import Path
 
+from _machine import cpu  # this folder, on sys.path when run as a script
+
 from simkit.generators.pythia import generate, measure_rate
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            names = [line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")]
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    return f"{cpu()}, Python {platform.python_version()}"
 
 
 def bench(process: str, n_events: int, seed: int) -> dict:

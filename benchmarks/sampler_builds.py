@@ -27,6 +27,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import cpu
 from flow_sampling_stages import StageClock, toy_surrogate
 
 from simkit.surrogates import _spline
@@ -83,13 +84,14 @@ def main(argv: list[str] | None = None) -> int:
                     results[build].append(stages)
     finally:
         _spline.use(before)
-    print(f"CPU µs per event, one thread, {args.events} events, rounds 1–{args.rounds}")
+    print(f"{cpu()}: CPU µs per event, one thread, {args.events} events, rounds 1–{args.rounds}")
     print("| stage | " + " | ".join(builds) + " |\n|---|" + "---|" * len(builds))
     for name in results[builds[0]][0]:
         cells = [", ".join(f"{r[name]:.2f}" for r in results[b]) for b in builds]
         print(f"| {name} | " + " | ".join(cells) + " |")
     if args.json:
-        info = {"instruction_sets": builds, "events": args.events, "hidden": args.hidden}
+        info = {"cpu": cpu(), "instruction_sets": builds, "events": args.events}
+        info["hidden"] = args.hidden
         Path(args.json).write_text(json.dumps({**info, "rounds": results}, indent=2))
     return 0
 

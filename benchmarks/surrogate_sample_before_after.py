@@ -39,6 +39,8 @@ import sys
 import time
 from pathlib import Path
 
+from _machine import cpu  # this folder, on sys.path when run as a script
+
 ROOT = Path(__file__).resolve().parents[1]
 RATE = re.compile(r"\(([\d,]+) events/s")
 
@@ -151,6 +153,7 @@ def main(argv: list[str] | None = None) -> None:
                     "summary": line,
                     "load": Path("/proc/loadavg").read_text().split()[0],
                     "avx2_class": args.avx2_class,
+                    "cpu": cpu(),
                 }
                 print(json.dumps(entry), flush=True)
                 with log.open("a") as stream:

@@ -49,6 +49,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _machine import cpu  # this folder, on sys.path when run as a script
 
 from simkit.generators.pythia import generate, measure_rate
 from simkit.io import read_sample, write_json
@@ -75,7 +76,7 @@ FULL = {
 
 def machine() -> dict:
     return {
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu(),
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
