@@ -83,7 +83,9 @@ def checkout(commit: str, folder: Path) -> Path:
     return folder
 
 
-def run(version: str, before: Path, args: list[str], avx2_class: bool) -> tuple[float, str]:
+def run(
+    version: str, before: Path, args: list[str], *, avx2_class: bool = False
+) -> tuple[float, str]:
     command, env = simkit_command(version, before, avx2_class)
     start = time.perf_counter()
     done = subprocess.run(
@@ -126,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
             if not folder.exists():
                 extra = ["--condition", "mjj"] if model == "cond" else []
                 fit = ["surrogate", "fit", "--kind", "flow", "--input", sim, *extra, "--epochs=1"]
-                run(version, before, [*fit, "--seed", "1", "-q", "-o", str(folder)], False)
+                run(version, before, [*fit, "--seed", "1", "-q", "-o", str(folder)])
 
     log = out / "results.jsonl"
     for round_ in range(1, args.rounds + 1):
@@ -141,7 +143,7 @@ def main(argv: list[str] | None = None) -> None:
                     version,
                     before,
                     [*sample, "-n", str(args.events), *seed, "-o", str(target)],
-                    args.avx2_class,
+                    avx2_class=args.avx2_class,
                 )
                 found = RATE.search(line)
                 entry = {

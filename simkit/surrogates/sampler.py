@@ -154,9 +154,7 @@ class _Coupling:
             (a[f"b{j}.w0"].T, self.at[f"b{j}.b0"], a[f"b{j}.w1"].T, self.at[f"b{j}.b1"])
             for j in range(blocks)
         )
-        self.gates = "gate_w" in a
-        self.gate_w = a["gate_w"].T if self.gates else None
-        self.n_gates = len(a["gate_b"]) if self.gates else 0
+        self.gate_w = a["gate_w"].T if "gate_w" in a else None  # conditional flows only
         self.out = tuple(
             (name, a[f"w_{name}"].T, len(a[f"b_{name}"])) for name in ("bins", "slopes")
         )
@@ -315,12 +313,13 @@ class FlowSampler:
             # hidden += bias; t = relu(hidden), the first block's input
             epilogue(BIAS, hidden_at, 0, at["b_in"], 0, 0, t_at, b, width)
             gate_at = 0
-            if layer.gates:
-                gate, gate_at = take("gates", b, layer.n_gates)
+            if layer.gate_w is not None:
+                n_gates = layer.gate_w.shape[1]
+                gate, gate_at = take("gates", b, n_gates)
                 if self.n_context == 1:  # σ(c·w + b) in one pass
                     epilogue(
                         GATES, gate_at, at["gate_w"], at["gate_b"],
-                        table_at + 4 * f, stride, 0, b, layer.n_gates,
+                        table_at + 4 * f, stride, 0, b, n_gates,
                     )  # fmt: skip
                 else:
                     np.matmul(table[:, f:], layer.gate_w, out=gate)
